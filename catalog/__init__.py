@@ -1,0 +1,28 @@
+"""The smartcache catalog: datasets, models, runs, sites and placements in one SQL database.
+
+Also home of what every other part stands on: the error hierarchy, typed configuration and
+size units.
+"""
+
+from smartcache.catalog.config import Config, load_config
+from smartcache.catalog.errors import (AlreadyExists, CatalogError, ConfigError, ErrorCode, Invalid, NotFound,
+                                       SmartcacheError, Unavailable)
+from smartcache.catalog.records import Dataset, Model, Placement, Quarantine, Run, RunNode, Site
+from smartcache.catalog.store import Store
+from smartcache.catalog.units import format_size, parse_size
+from smartcache.catalog.version import __version__
+
+
+def open_store(url: str, migrate: bool = False) -> Store:
+    """Open the catalog at ``url``; with ``migrate`` bring its schema to the newest revision first."""
+    store = Store.open(url)
+    if migrate:
+        from smartcache.catalog.migrate import current_revision, head_revision, upgrade
+        if current_revision(store.engine) != head_revision():
+            upgrade(store.engine)
+    return store
+
+
+__all__ = ["AlreadyExists", "CatalogError", "Config", "ConfigError", "Dataset", "ErrorCode", "Invalid", "Model",
+           "NotFound", "Placement", "Quarantine", "Run", "RunNode", "Site", "SmartcacheError", "Store",
+           "Unavailable", "__version__", "format_size", "load_config", "open_store", "parse_size"]
