@@ -37,12 +37,21 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> str:
-    """Bring the schema to ``revision``; returns the revision the database is at afterwards."""
+    """Bring the schema up to ``revision``; returns the revision the database is at afterwards."""
+    return _migrate(engine, command.upgrade, revision)
+
+
+def downgrade(engine: Engine, revision: str) -> str:
+    """Take the schema down to ``revision`` (``"base"`` empties it)."""
+    return _migrate(engine, command.downgrade, revision)
+
+
+def _migrate(engine: Engine, step, revision: str) -> str:
     cfg = alembic_config()
     try:
         with engine.begin() as conn:
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, revision)
+            step(cfg, revision)
     except SQLAlchemyError as e:
         raise Unavailable(f"migrating the catalog at {engine.url!r} failed: {e}") from e
     return current_revision(engine) or ""

@@ -1,0 +1,47 @@
+"""What every CLI command shares: the loaded Config, the catalog store, output helpers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable, Sequence
+
+import click
+
+from smartcache.catalog import Config, Store, open_store
+
+
+def get_config(ctx: click.Context) -> Config:
+    return ctx.find_object(Config)
+
+
+def get_store(ctx: click.Context) -> Store:
+    """One store per command invocation, migrated to the newest schema, closed on exit."""
+    root = ctx.find_root()
+    store = root.meta.get("smartcache.store")
+    if store is None:
+        store = open_store(get_config(ctx).catalog_url, migrate=True)
+        root.meta["smartcache.store"] = store
+        root.call_on_close(store.close)
+    return store
+
+
+def echo_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))
+
+
+def echo_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    rows = [["" if v is None else str(v) for v in row] for row in rows]
+    if not rows:
+        click.echo("(none)")
+        return
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    click.echo("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths)).rstrip())
+    for row in rows:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+
+
+def when(ts) -> str:
+    return ts.strftime("%Y-%m-%d %H:%M") if ts else ""
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
