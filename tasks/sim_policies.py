@@ -11,9 +11,10 @@ Semantics follow libCacheSim's ``cache_get_base`` (so that LRU and Belady result
 - a hit does not change the stored size, even if the request carries another size;
 - no per-object metadata is charged (libCacheSim's ``consider_obj_metadata=False``).
 Ties never depend on hash order: LFU, GDSF and the model policy order by (priority, time of the
-object's last access), which is a strict total order; Belady reproduces libCacheSim's binary heap
-operation by operation, because objects that are never requested again all share one priority and
-which of them goes first changes the outcome when sizes vary.
+object's last access), a strict total order. Belady's only ties are objects never requested again;
+they are always evicted before any other, so their order cannot change hits or bytes written, but the
+kernel still replays libCacheSim's binary heap operation by operation, so that the cache contents
+match libCacheSim's step by step, not only the counts.
 """
 
 from __future__ import annotations
@@ -99,64 +100,74 @@ def lru_kernel(obj, size, capacity, n_obj, out):
 
 
 # --------------------------------------------------------------------------------------------
-# An indexed binary min-heap keyed by (k1 float64, k2 int64), used by LFU, GDSF and the model.
+# An indexed binary min-heap keyed by (k1 float64, k2 int64), used by LFU, GDSF and the model. The keys
+# live in heap order beside the object ids (hk1, hk2, hobj) so that a sift touches contiguous memory.
 @njit(cache=True, nogil=True, inline="always")
-def _less(a, b, k1, k2):
-    return k1[a] < k1[b] or (k1[a] == k1[b] and k2[a] < k2[b])
+def _below(a1, a2, b1, b2):
+    return a1 < b1 or (a1 == b1 and a2 < b2)
 
 
 @njit(cache=True, nogil=True)
-def _sift_up(heap, pos, k1, k2, i):
-    o = heap[i]
+def _sift_up(hobj, hk1, hk2, pos, i):
+    o, a1, a2 = hobj[i], hk1[i], hk2[i]
     while i > 0:
         p = (i - 1) >> 1
-        q = heap[p]
-        if not _less(o, q, k1, k2):
+        if not _below(a1, a2, hk1[p], hk2[p]):
             break
-        heap[i] = q
-        pos[q] = i
+        hobj[i], hk1[i], hk2[i] = hobj[p], hk1[p], hk2[p]
+        pos[hobj[i]] = i
         i = p
-    heap[i] = o
+    hobj[i], hk1[i], hk2[i] = o, a1, a2
     pos[o] = i
+    return i
 
 
 @njit(cache=True, nogil=True)
-def _sift_down(heap, pos, k1, k2, i, n):
-    o = heap[i]
+def _sift_down(hobj, hk1, hk2, pos, i, n):
+    o, a1, a2 = hobj[i], hk1[i], hk2[i]
     while True:
         c = 2 * i + 1
         if c >= n:
             break
-        if c + 1 < n and _less(heap[c + 1], heap[c], k1, k2):
+        if c + 1 < n and _below(hk1[c + 1], hk2[c + 1], hk1[c], hk2[c]):
             c += 1
-        if not _less(heap[c], o, k1, k2):
+        if not _below(hk1[c], hk2[c], a1, a2):
             break
-        heap[i] = heap[c]
-        pos[heap[i]] = i
+        hobj[i], hk1[i], hk2[i] = hobj[c], hk1[c], hk2[c]
+        pos[hobj[i]] = i
         i = c
-    heap[i] = o
+    hobj[i], hk1[i], hk2[i] = o, a1, a2
     pos[o] = i
 
 
 @njit(cache=True, nogil=True)
-def _heap_update(heap, pos, k1, k2, o, n):
-    """Restore the heap after the keys of ``o`` (in the heap) changed."""
+def _heap_rekey(hobj, hk1, hk2, pos, o, a1, a2, n):
+    """Give ``o`` (in the heap) new keys and restore the heap."""
     i = pos[o]
-    _sift_up(heap, pos, k1, k2, i)
-    if pos[o] == i:
-        _sift_down(heap, pos, k1, k2, i, n)
+    hk1[i] = a1
+    hk2[i] = a2
+    if _sift_up(hobj, hk1, hk2, pos, i) == i:
+        _sift_down(hobj, hk1, hk2, pos, i, n)
 
 
 @njit(cache=True, nogil=True)
-def _heap_pop(heap, pos, k1, k2, n):
-    """Remove the minimum; returns it. ``n`` is the size before the pop."""
-    top = heap[0]
+def _heap_push(hobj, hk1, hk2, pos, o, a1, a2, n):
+    hobj[n], hk1[n], hk2[n] = o, a1, a2
+    pos[o] = n
+    _sift_up(hobj, hk1, hk2, pos, n)
+
+
+@njit(cache=True, nogil=True)
+def _heap_pop(hobj, hk1, hk2, pos, n):
+    """Remove the minimum (``n`` = size before the pop); returns its object and k1."""
+    top, top1 = hobj[0], hk1[0]
+    pos[top] = -1
     n -= 1
     if n > 0:
-        heap[0] = heap[n]
-        pos[heap[0]] = 0
-        _sift_down(heap, pos, k1, k2, 0, n)
-    return top
+        hobj[0], hk1[0], hk2[0] = hobj[n], hk1[n], hk2[n]
+        pos[hobj[0]] = 0
+        _sift_down(hobj, hk1, hk2, pos, 0, n)
+    return top, top1
 
 
 # mode of the priority kernel
@@ -169,16 +180,20 @@ def priority_kernel(obj, size, capacity, n_obj, out, mode, score, threshold, agi
 
     LFU: priority = accesses since insertion (the count restarts when an object is re-inserted, as in
     libCacheSim); equal counts evict the least recently used first.
-    GDSF: priority = L + freq * 1e6 / size, L = priority of the last evicted object (libCacheSim's form).
-    MODEL: admit a miss only if score >= threshold; priority = score of the object's latest request,
-    plus L (as in GDSF) when ``aging`` so that stale high scores eventually leave the cache.
+    GDSF: priority = L + freq * 1e6 / size, L = priority of the last evicted object (libCacheSim's form:
+    the newcomer is inserted first and may be the one evicted, i.e. not stored).
+    MODEL: admit a miss only if score >= threshold; priority = score of the object's latest request
+    (the model's probability that it is read again: the expected hit bytes per cached byte), plus L
+    (as in GDSF) when ``aging``, so that stale high scores eventually leave the cache. Like GDSF, the
+    newcomer competes with the cached objects and is not stored when it is worth least.
     """
-    heap = np.empty(n_obj, np.int64)
+    hobj = np.empty(n_obj, np.int64)
+    hk1 = np.empty(n_obj, np.float64)
+    hk2 = np.empty(n_obj, np.int64)
     pos = np.full(n_obj, -1, np.int64)
-    k1 = np.zeros(n_obj, np.float64)
-    k2 = np.zeros(n_obj, np.int64)
     freq = np.zeros(n_obj, np.int64)
     stored = np.zeros(n_obj, np.int64)
+    base = 0.0 if mode == MODEL_MODE and not aging else 1.0  # 0: the model without aging ignores L
     n = 0
     used = 0
     L = 0.0
@@ -188,80 +203,75 @@ def priority_kernel(obj, size, capacity, n_obj, out, mode, score, threshold, agi
             out[i] = HIT
             freq[o] += 1
             if mode == LFU_MODE:
-                k1[o] = freq[o]
+                key = float(freq[o])
             elif mode == GDSF_MODE:
-                k1[o] = L + freq[o] * 1.0e6 / stored[o]
+                key = L + freq[o] * 1.0e6 / stored[o]
             else:
-                k1[o] = (L if aging else 0.0) + score[i]
-            k2[o] = i
-            _heap_update(heap, pos, k1, k2, o, n)
+                key = base * L + score[i]
+            _heap_rekey(hobj, hk1, hk2, pos, o, key, i, n)
             continue
         s = size[i]
         if s > capacity or (mode == MODEL_MODE and not score[i] >= threshold):
             out[i] = MISS
             continue
-        while used + s > capacity:
-            v = _heap_pop(heap, pos, k1, k2, n)
-            n -= 1
-            pos[v] = -1
-            used -= stored[v]
-            if mode != LFU_MODE:
-                L = k1[v]
+        if mode == LFU_MODE:  # libCacheSim's LFU: make room first, then insert
+            while used + s > capacity:
+                v, _ = _heap_pop(hobj, hk1, hk2, pos, n)
+                n -= 1
+                used -= stored[v]
         freq[o] = 1
         stored[o] = s
         if mode == LFU_MODE:
-            k1[o] = 1.0
+            key = 1.0
         elif mode == GDSF_MODE:
-            k1[o] = L + 1.0e6 / s
+            key = L + 1.0e6 / s
         else:
-            k1[o] = (L if aging else 0.0) + score[i]
-        k2[o] = i
-        heap[n] = o
-        pos[o] = n
+            key = base * L + score[i]
+        _heap_push(hobj, hk1, hk2, pos, o, key, i, n)
         n += 1
-        _sift_up(heap, pos, k1, k2, n - 1)
         used += s
         out[i] = INSERT
+        # GDSF and the model (libCacheSim's GDSF order): insert, then evict the lowest while over
+        # capacity -- the newcomer itself when it is worth least, which makes it a bypass.
+        while used > capacity:
+            v, L = _heap_pop(hobj, hk1, hk2, pos, n)
+            n -= 1
+            used -= stored[v]
+            if v == o:
+                out[i] = MISS
 
 
 # --------------------------------------------------------------------------------------------
 # Belady: libCacheSim's pqueue (a 1-indexed binary max-heap on the next-access time) replayed
-# operation by operation, so that ties between never-again objects fall exactly as they do there.
+# operation by operation, so that even ties between never-again objects fall as they do there.
 @njit(cache=True, nogil=True)
-def _pq_bubble_up(d, pos, pri, i):
-    moving = d[i]
-    mp = pri[moving]
+def _pq_bubble_up(d, hp, pos, i):
+    moving, mp = d[i], hp[i]
     parent = i >> 1
-    while i > 1 and pri[d[parent]] < mp:
-        d[i] = d[parent]
+    while i > 1 and hp[parent] < mp:
+        d[i], hp[i] = d[parent], hp[parent]
         pos[d[i]] = i
         i = parent
         parent = i >> 1
-    d[i] = moving
+    d[i], hp[i] = moving, mp
     pos[moving] = i
 
 
 @njit(cache=True, nogil=True)
-def _pq_maxchild(d, pri, i, qsize):
-    c = i << 1
-    if c >= qsize:
-        return 0
-    if c + 1 < qsize and pri[d[c]] < pri[d[c + 1]]:
-        c += 1
-    return c
-
-
-@njit(cache=True, nogil=True)
-def _pq_percolate_down(d, pos, pri, i, qsize):
-    moving = d[i]
-    mp = pri[moving]
-    c = _pq_maxchild(d, pri, i, qsize)
-    while c != 0 and mp < pri[d[c]]:
-        d[i] = d[c]
+def _pq_percolate_down(d, hp, pos, i, qsize):
+    moving, mp = d[i], hp[i]
+    while True:
+        c = i << 1                       # pqueue's maxchild()
+        if c >= qsize:
+            break
+        if c + 1 < qsize and hp[c] < hp[c + 1]:
+            c += 1
+        if not mp < hp[c]:
+            break
+        d[i], hp[i] = d[c], hp[c]
         pos[d[i]] = i
         i = c
-        c = _pq_maxchild(d, pri, i, qsize)
-    d[i] = moving
+    d[i], hp[i] = moving, mp
     pos[moving] = i
 
 
@@ -275,9 +285,10 @@ def belady_kernel(obj, size, nxt, capacity, n_obj, out, bypass):
     a miss is not stored when it is never requested again or when its next request is farther than
     that of every object it would have to displace.
     """
-    d = np.zeros(n_obj + 1, np.int64)      # d[1..qsize-1]; qsize counts the unused slot 0, as pqueue
+    # d[1..qsize-1] holds object ids, hp the matching priorities; slot 0 is unused, as in pqueue
+    d = np.zeros(n_obj + 1, np.int64)
+    hp = np.zeros(n_obj + 1, np.int64)
     pos = np.zeros(n_obj, np.int64)
-    pri = np.zeros(n_obj, np.int64)
     present = np.zeros(n_obj, np.bool_)
     stored = np.zeros(n_obj, np.int64)
     qsize = 1
@@ -286,12 +297,13 @@ def belady_kernel(obj, size, nxt, capacity, n_obj, out, bypass):
         o = obj[i]
         if present[o]:
             out[i] = HIT
-            old = pri[o]
-            pri[o] = nxt[i]
+            p = pos[o]                   # pqueue_change_priority()
+            old = hp[p]
+            hp[p] = nxt[i]
             if old < nxt[i]:
-                _pq_bubble_up(d, pos, pri, pos[o])
+                _pq_bubble_up(d, hp, pos, p)
             else:
-                _pq_percolate_down(d, pos, pri, pos[o], qsize)
+                _pq_percolate_down(d, hp, pos, p, qsize)
             continue
         s = size[i]
         if s > capacity or (bypass and nxt[i] == NEVER):
@@ -300,12 +312,12 @@ def belady_kernel(obj, size, nxt, capacity, n_obj, out, bypass):
         fits = True
         while used + s > capacity:
             v = d[1]
-            if bypass and pri[v] <= nxt[i]:
+            if bypass and hp[1] <= nxt[i]:
                 fits = False
                 break
-            qsize -= 1
-            d[1] = d[qsize]
-            _pq_percolate_down(d, pos, pri, 1, qsize)
+            qsize -= 1                   # pqueue_pop()
+            d[1], hp[1] = d[qsize], hp[qsize]
+            _pq_percolate_down(d, hp, pos, 1, qsize)
             present[v] = False
             used -= stored[v]
         if not fits:
@@ -314,10 +326,9 @@ def belady_kernel(obj, size, nxt, capacity, n_obj, out, bypass):
         present[o] = True
         stored[o] = s
         used += s
-        pri[o] = nxt[i]
-        d[qsize] = o
+        d[qsize], hp[qsize] = o, nxt[i]  # pqueue_insert()
         qsize += 1
-        _pq_bubble_up(d, pos, pri, qsize - 1)
+        _pq_bubble_up(d, hp, pos, qsize - 1)
         out[i] = INSERT
 
 

@@ -48,7 +48,9 @@ die() { say "error: $*"; exit 1; }
 need_root() { [ "$(id -u)" = 0 ] || die "needs root (debootstrap, mount, chroot); run it as root or in CI"; }
 
 # Run a command inside the chroot as root with a clean environment.
-chrooted() { chroot "$R" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 "$@"; }
+chrooted() {
+  chroot "$R" /usr/bin/env -i PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 "$@"
+}
 
 # retry N DELAY CMD...: network steps fail now and then; debootstrap itself never retries.
 retry() {
@@ -73,7 +75,7 @@ bind_dirs() {
   local d
   { printf '%s\n' /tmp "$REPO" "$SC_HOME"; python_prefixes; printf '%s\n' ${SMARTCACHE_POOL_BINDS:-}; } |
     while read -r d; do
-      [ -n "$d" ] && [ -d "$d" ] && (cd "$d" && pwd -P)
+      if [ -n "$d" ] && [ -d "$d" ]; then (cd "$d" && pwd -P); fi
     done | sort -u | awk '{ for (i in kept) if (index($0 "/", kept[i] "/") == 1) next; kept[NR] = $0; print }'
 }
 
@@ -157,17 +159,33 @@ install_htcondor() {
   say "apt-get took $((SECONDS - t0))s"
 }
 
-write_params() {   # the per-install values pool.config refers to
-  {
-    echo "# written by minipool.sh; see 50-smartcache-pool.config"
-    echo "SMARTCACHE_POOL_USER  = $JOB_USER"
-    echo "SMARTCACHE_POOL_PORT  = $PORT"
-    echo "SMARTCACHE_POOL_CPUS  = $CPUS"
-    echo "SMARTCACHE_POOL_STATE = $STATE"
-    echo "SMARTCACHE_POOL_ROOT  = $R"
-    [ -n "$MEMORY" ] && echo "MEMORY = $MEMORY"
-    true
-  } >"$CONFIG_D/40-smartcache-pool-params.config"
+# The top-level config is read by the daemons inside the chroot and by clients on the host, under
+# the same name: every path in it starts with $R, which also resolves inside the chroot (the
+# symlink $R$R -> / made by configure), so host tools find the local schedd's address file too.
+write_config() {
+  [ -f "$R/etc/condor/condor_config.debian" ] || cp "$R/etc/condor/condor_config" "$R/etc/condor/condor_config.debian"
+  cat >"$R/etc/condor/condor_config" <<EOF
+# smartcache minipool: written by minipool.sh (Debian's original: condor_config.debian).
+# Valid on the host and inside the chroot: $R resolves to / inside it.
+SMARTCACHE_POOL_ROOT  = $R
+SMARTCACHE_POOL_USER  = $JOB_USER
+SMARTCACHE_POOL_PORT  = $PORT
+SMARTCACHE_POOL_CPUS  = $CPUS
+SMARTCACHE_POOL_STATE = $STATE
+RELEASE_DIR = /usr
+ETC         = \$(SMARTCACHE_POOL_ROOT)/etc/condor
+LOCAL_DIR   = \$(SMARTCACHE_POOL_ROOT)\$(SMARTCACHE_POOL_STATE)
+LOCAL_CONFIG_FILE =
+REQUIRE_LOCAL_CONFIG_FILE = False
+LOCAL_CONFIG_DIR = \$(SMARTCACHE_POOL_ROOT)/usr/share/condor/config.d, \$(ETC)/config.d
+BIN     = \$(RELEASE_DIR)/bin
+SBIN    = \$(RELEASE_DIR)/sbin
+LIB     = \$(RELEASE_DIR)/lib/condor
+LIBEXEC = \$(RELEASE_DIR)/libexec/condor
+SHARE   = \$(RELEASE_DIR)/share/condor
+EOF
+  [ -n "$MEMORY" ] && echo "MEMORY = $MEMORY" >>"$R/etc/condor/condor_config"
+  rm -f "$CONFIG_D/40-smartcache-pool-params.config"
   install -m 644 "$HERE/pool.config" "$CONFIG_D/50-smartcache-pool.config"
 }
 
@@ -178,7 +196,7 @@ configure() {
   sed -i 's/^hosts:.*/hosts:          files/' "$R/etc/nsswitch.conf"   # the pool needs no DNS
   chrooted id -u "$JOB_USER" >/dev/null 2>&1 ||
     chrooted useradd -u "$JOB_UID" -U -m -d "/home/$JOB_USER" -s /bin/bash "$JOB_USER"
-  write_params
+  write_config
   mkdir -p "$R$STATE"/{log,spool,execute,lock,run,cred_dir} "$R/var/lib/condor/workers"
   chrooted chown -R "$JOB_USER:$JOB_USER" "$STATE" /var/lib/condor/workers
   # Jobs run as the job user: every parent of a bound dir (e.g. /root for /root/.pyenv) must be
@@ -283,11 +301,14 @@ export PATH=/usr/local/bin:\$PATH
 EOF
 }
 
+# One caller at a time changes the pool (CI and a developer's shell, parallel test sessions).
+lock() { need_root; mkdir -p "$(dirname "$R")"; exec 9>>"$R.lock"; flock -w 600 9 || die "another minipool.sh holds $R.lock"; }
+
 case "${1:-}" in
-  up) cmd_setup; cmd_start ;;
-  setup) cmd_setup ;;
-  start) cmd_start ;;
-  down | stop) cmd_down ;;
+  up) lock; cmd_setup; cmd_start ;;
+  setup) lock; cmd_setup ;;
+  start) lock; cmd_start ;;
+  down | stop) lock; cmd_down ;;
   status) cmd_status ;;
   env) cmd_env ;;
   binds) bind_dirs ;;

@@ -1,0 +1,70 @@
+"""A WSGI fast path for the two hot routes, ``POST /json`` and ``GET /decide``.
+
+Flask's per-request machinery (request context, URL map, hooks, response object) costs more
+than scoring a row. For these two routes, on the success path only, this middleware calls
+the very same functions the Flask views call (:func:`~smartcache.inference.tfaas.predict_bytes`,
+:func:`~smartcache.inference.cache.decide_answer`) straight from the WSGI environ. Anything
+else -- another route, a chunked or oversized body, and *every* error -- goes to Flask, with
+the body replayed, so errors keep one handler and one JSON shape.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from typing import Callable, Iterable
+from urllib.parse import parse_qsl
+
+from smartcache.inference.cache import decide_answer
+from smartcache.inference.service import Service
+from smartcache.inference.tfaas import JSON_MAX_BYTES, predict_bytes
+
+JSON_PATHS = ("/json", "/predict/json")
+
+
+class FastPath:
+    def __init__(self, app: Callable, service: Service):
+        self.app, self.service = app, service
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")
+        if method == "POST" and path in JSON_PATHS:
+            return self._json(environ, start_response, path)
+        if method == "GET" and path == "/decide":
+            return self._decide(environ, start_response)
+        return self.app(environ, start_response)
+
+    def _json(self, environ: dict, start_response: Callable, path: str) -> Iterable[bytes]:
+        try:
+            n = int(environ.get("CONTENT_LENGTH") or -1)
+        except ValueError:
+            n = -1
+        if not 0 <= n <= JSON_MAX_BYTES or environ.get("HTTP_TRANSFER_ENCODING"):
+            return self.app(environ, start_response)
+        t0 = time.perf_counter()
+        data = environ["wsgi.input"].read(n)
+        try:
+            self.service.touch("POST")
+            body = predict_bytes(self.service, data)
+        except Exception:  # noqa: BLE001 - Flask redoes it and answers the error properly
+            environ["wsgi.input"] = io.BytesIO(data)
+            return self.app(environ, start_response)
+        return self._ok(start_response, body, path, "POST", t0)
+
+    def _decide(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        t0 = time.perf_counter()
+        try:
+            self.service.touch("GET")
+            args: dict[str, str] = {}
+            for k, v in parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True):
+                args.setdefault(k, v)        # first value wins, as request.args.get does
+            body = json.dumps(decide_answer(self.service, args)).encode()
+        except Exception:  # noqa: BLE001
+            return self.app(environ, start_response)
+        return self._ok(start_response, body, "/decide", "GET", t0)
+
+    def _ok(self, start_response: Callable, body: bytes, route: str, method: str, t0: float) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        self.service.metrics.observe(route, method, 200, time.perf_counter() - t0)
+        return [body]

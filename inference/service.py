@@ -1,0 +1,127 @@
+"""The per-process state behind the HTTP routes: models, placement lists, defaults, refresh.
+
+One :class:`Service` per app. A daemon thread (started lazily in each worker process, so
+that it survives gunicorn's fork) re-reads the catalog every ``refresh_seconds``: newer
+model versions are swapped in and newer placement lists loaded without any request paying
+for a catalog query.
+"""
+
+from __future__ import annotations
+
+import hmac
+import itertools
+import logging
+import os
+import threading
+import time
+from functools import wraps
+from typing import Callable
+
+from flask import current_app, request
+
+from smartcache.catalog import Config, Store
+from smartcache.inference.errors import APIError
+from smartcache.inference.metrics import Metrics
+from smartcache.inference.models import DefaultModel, Loader, ModelCache, ServingModel, load_serving_model
+from smartcache.inference.placements import PlacementCache
+from smartcache.inference.upload import Uploader
+
+log = logging.getLogger("smartcache.inference")
+
+
+class Service:
+    def __init__(self, config: Config, store: Store, *, refresh_seconds: float = 5.0,
+                 convert_timeout: float = 300.0, loader: Loader | None = None):
+        self.config, self.store = config, store
+        self.refresh_seconds = refresh_seconds
+        self.started = time.time()
+        self.metrics = Metrics()
+        base_loader = loader or (lambda st, rec: load_serving_model(st, rec, convert_timeout=convert_timeout))
+        self.models = ModelCache(store, config.inference.model_cache_size, self._counted(base_loader),
+                                 negative_ttl=max(refresh_seconds, 0.5))
+        self.placements = PlacementCache(store, negative_ttl=max(refresh_seconds, 0.5))
+        self.default = DefaultModel(config.home / "inference" / "default-model.json")
+        self.uploader = Uploader(store, self.models, config.inference.max_upload_bytes, convert_timeout)
+        self._gets, self._posts = itertools.count(), itertools.count()
+        self.n_get = self.n_post = 0
+        self._refresher_pid: int | None = None
+        self._stop = threading.Event()
+
+    def _counted(self, loader: Loader) -> Loader:
+        def load(store: Store, record) -> ServingModel:
+            model = loader(store, record)
+            self.metrics.model_loads.labels(model.name).inc()
+            return model
+        return load
+
+    # -- per request ----------------------------------------------------------------------
+    def before_request(self) -> None:
+        self.touch(request.method)
+
+    def touch(self, method: str) -> None:
+        """Per request: the refresh thread runs in this process; count GETs and POSTs."""
+        if self._refresher_pid != os.getpid():
+            self._start_refresher()
+        if method == "GET":
+            self.n_get = next(self._gets) + 1
+        elif method == "POST":
+            self.n_post = next(self._posts) + 1
+
+    def resolve_model(self, name: object) -> ServingModel:
+        """The named model, or the default one set by ``POST /params``."""
+        if name is None or name == "":
+            name = self.default.name
+            if not name:
+                raise APIError(400, "no model given and no default model set (POST /params)")
+        if not isinstance(name, str):
+            raise APIError(400, "model must be a string")
+        return self.models.get(name)
+
+    # -- background refresh ---------------------------------------------------------------
+    def refresh_now(self) -> list[str]:
+        changes = self.models.refresh() + self.placements.refresh()
+        self.metrics.cached_models.set(len(self.models.cached()))
+        return changes
+
+    def _start_refresher(self) -> None:
+        with _START_LOCK:
+            if self._refresher_pid == os.getpid():
+                return
+            self._refresher_pid = os.getpid()
+            if self.refresh_seconds <= 0:
+                return
+            threading.Thread(target=self._refresh_loop, name="smartcache-refresh", daemon=True).start()
+
+    def _refresh_loop(self) -> None:
+        while not self._stop.wait(self.refresh_seconds):
+            try:
+                for change in self.refresh_now():
+                    log.info("refresh: %s", change)
+            except Exception:  # noqa: BLE001 - the loop must survive a catalog outage
+                log.exception("refresh failed; will retry")
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+_START_LOCK = threading.Lock()
+
+
+def svc() -> Service:
+    return current_app.extensions["smartcache"]
+
+
+def require_token(view: Callable) -> Callable:
+    """Mutating routes need ``Authorization: Bearer <token>`` when a token is configured."""
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        token = svc().config.inference.token
+        if token:
+            header = request.headers.get("Authorization", "")
+            scheme, _, given = header.partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+                raise APIError(401, "missing or invalid bearer token",
+                               {"WWW-Authenticate": 'Bearer realm="smartcache"'})
+        return view(*args, **kwargs)
+    wrapper._needs_token = True  # read by the OpenAPI builder
+    return wrapper

@@ -1,0 +1,181 @@
+"""Which nodes and which edges: smartcache's workflows as data (:class:`~smartcache.condor.dag.Workflow`).
+
+- ``reduce``: one node per daily raw partition found under the source (or per chunk of K days),
+  throttled by a ``reduce`` category, then one ``features`` fan-in node;
+- ``train``, ``evaluate``, ``score``: one node each;
+- ``pipeline``: reduce → features → train → evaluate → score → push in one DAG.
+
+The task argv contract (what each ``python -m smartcache.tasks.<kind>`` receives)::
+
+    reduce   --catalog-url URL --run-id N --out DATA/reduced SOURCE...
+    features --catalog-url URL --run-id N --reduced DATA/reduced --out DATA/features
+    train    --catalog-url URL --run-id N --features DATA/features --out DATA/models --model NAME [EXTRA...]
+    evaluate --catalog-url URL --run-id N --model NAME --out DATA/evaluation [EXTRA...]
+    score    --catalog-url URL --run-id N --model NAME --out DATA/placements [EXTRA...]
+    push     --catalog-url URL --run-id N [EXTRA...]
+
+A builder returns a :class:`Plan`: validation and partition discovery happen before a run row
+exists; ``plan.make(run_id)`` gives the workflow once the run id is known.
+"""
+
+from __future__ import annotations
+
+import calendar
+import importlib.util
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Callable, Sequence
+
+import fsspec
+
+from smartcache.catalog.config import Config
+from smartcache.catalog.errors import Invalid, NotFound
+from smartcache.condor.dag import Layer, Workflow
+from smartcache.condor.submitdesc import quote_args
+
+RETRIES = {"reduce": 2, "features": 1, "train": 1, "evaluate": 1, "score": 1, "push": 2}
+SINGLE = ("train", "evaluate", "score", "push")
+_PART = re.compile(r"year=(\d{4})/month=(\d{1,2})/day=(\d{1,2})/part-\d+\.(?:avro|json\.gz|json)$")
+_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+
+
+@dataclass(frozen=True)
+class Partition:
+    day: date
+    paths: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Plan:
+    workflow: str
+    params: dict
+    make: Callable[[int], Workflow] = field(repr=False)
+
+
+def data_dirs(cfg: Config) -> dict[str, str]:
+    root = Path(cfg.data_root).absolute()
+    return {k: str(root / k) for k in ("raw", "reduced", "features", "models", "evaluation", "placements")}
+
+
+# -- partitions -----------------------------------------------------------------------------
+def parse_month(text: str) -> tuple[int, int]:
+    m = _MONTH.match(text or "")
+    if not m or not 1 <= int(m.group(2)) <= 12:
+        raise Invalid(f"month must look like 2026-10, not {text!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def list_partitions(source: str) -> list[Partition]:
+    """Every daily partition under ``source`` (a path or an fsspec URI), oldest first."""
+    fs, root = fsspec.core.url_to_fs(source)
+    if not fs.exists(root):
+        raise NotFound(f"no raw data at {source} (run `smartcache generate logs` first?)")
+    by_day: dict[date, list[str]] = {}
+    for path in fs.glob(root.rstrip("/") + "/year=*/month=*/day=*/part-*"):
+        m = _PART.search(path)
+        if m:
+            day = date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+            by_day.setdefault(day, []).append(fs.unstrip_protocol(path) if _remote(fs) else path)
+    return [Partition(d, tuple(sorted(p))) for d, p in sorted(by_day.items())]
+
+
+def _remote(fs) -> bool:
+    return "file" not in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
+
+
+def select_months(parts: Sequence[Partition], months: int, end: str | None) -> list[Partition]:
+    """The partitions of the ``months`` calendar months ending with ``end`` (default: the newest found)."""
+    if months < 1:
+        raise Invalid("--months must be at least 1")
+    if not parts:
+        raise NotFound("no raw partitions found")
+    year, month = parse_month(end) if end else (parts[-1].day.year, parts[-1].day.month)
+    last = date(year, month, calendar.monthrange(year, month)[1])
+    index = year * 12 + (month - 1) - (months - 1)
+    first = date(index // 12, index % 12 + 1, 1)
+    chosen = [p for p in parts if first <= p.day <= last]
+    if not chosen:
+        raise NotFound(f"no raw partitions between {first} and {last}")
+    return chosen
+
+
+def chunked(parts: Sequence[Partition], size: int) -> list[list[Partition]]:
+    if size < 1:
+        raise Invalid("--chunk must be at least 1")
+    return [list(parts[i:i + size]) for i in range(0, len(parts), size)]
+
+
+def _label(parts: Sequence[Partition]) -> str:
+    first, last = parts[0].day.isoformat(), parts[-1].day.isoformat()
+    return first if first == last else f"{first}..{last}"
+
+
+# -- layers ---------------------------------------------------------------------------------
+def _common(cfg: Config, run_id: int) -> tuple[str, ...]:
+    return ("--catalog-url", cfg.catalog_url, "--run-id", str(run_id))
+
+
+def _reduce_layers(cfg: Config, run_id: int, chunks: list[list[Partition]]) -> list[Layer]:
+    d = data_dirs(cfg)
+    node_vars = tuple({"partition": _label(c), "sources": quote_args([p for part in c for p in part.paths]),
+                       "inputs": ",".join(p for part in c for p in part.paths)} for c in chunks)
+    everything = [p for c in chunks for p in c]
+    return [
+        Layer("reduce", "reduce", (*_common(cfg, run_id), "--out", d["reduced"], "$(sources)"), node_vars,
+              retries=RETRIES["reduce"], category="reduce"),
+        Layer("features", "features", (*_common(cfg, run_id), "--reduced", d["reduced"], "--out", d["features"]),
+              ({"partition": _label(everything)},), parents=("reduce",), retries=RETRIES["features"]),
+    ]
+
+
+def _model_layer(cfg: Config, run_id: int, kind: str, model: str, extra: Sequence[str],
+                 parents: tuple[str, ...] = ()) -> Layer:
+    d, common = data_dirs(cfg), _common(cfg, run_id)
+    argv = {
+        "train": (*common, "--features", d["features"], "--out", d["models"], "--model", model),
+        "evaluate": (*common, "--model", model, "--out", d["evaluation"]),
+        "score": (*common, "--model", model, "--out", d["placements"]),
+        "push": common,
+    }[kind]
+    return Layer(kind, kind, (*argv, *extra), ({"partition": model},), parents=parents, retries=RETRIES[kind])
+
+
+# -- plans ----------------------------------------------------------------------------------
+def reduce(cfg: Config, *, months: int, end: str | None = None, source: str | None = None,
+           chunk: int = 1) -> Plan:
+    src = source or data_dirs(cfg)["raw"]
+    chunks = chunked(select_months(list_partitions(src), months, end), chunk)
+    params = {"months": months, "end": end, "source": src, "chunk": chunk, "partitions": sum(map(len, chunks))}
+    throttle = {"reduce": cfg.condor.max_jobs}
+    return Plan("reduce", params, lambda run_id: Workflow("reduce", run_id, tuple(_reduce_layers(cfg, run_id, chunks)),
+                                                          throttle))
+
+
+def single(cfg: Config, kind: str, *, model: str, extra: Sequence[str] = ()) -> Plan:
+    """``train``, ``evaluate``, ``score`` or ``push`` on its own."""
+    if kind not in SINGLE:
+        raise Invalid(f"unknown workflow {kind}")
+    params = {"model": model, "extra": list(extra)}
+    return Plan(kind, params, lambda run_id: Workflow(kind, run_id, (_model_layer(cfg, run_id, kind, model, extra),)))
+
+
+def pipeline(cfg: Config, *, months: int, end: str | None = None, source: str | None = None, chunk: int = 1,
+             model: str = "smartcache") -> Plan:
+    red = reduce(cfg, months=months, end=end, source=source, chunk=chunk)
+
+    def make(run_id: int) -> Workflow:
+        layers = list(red.make(run_id).layers)
+        parent = "features"
+        for kind in SINGLE:
+            layers.append(_model_layer(cfg, run_id, kind, model, (), parents=(parent,)))
+            parent = kind
+        return Workflow("pipeline", run_id, tuple(layers), {"reduce": cfg.condor.max_jobs})
+    return Plan("pipeline", {**red.params, "model": model}, make)
+
+
+def missing_tasks(wf: Workflow) -> list[str]:
+    """Task modules the workflow needs that are not installed (yet)."""
+    return sorted({layer.task for layer in wf.layers
+                   if importlib.util.find_spec(f"smartcache.tasks.{layer.task}") is None})

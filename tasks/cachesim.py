@@ -1,0 +1,331 @@
+"""Exact, fast cache simulation of an access trace: LRU, LFU, GDSF, Belady and a model policy.
+
+A trace is the CSV of ARCHITECTURE.md §5 (``timestamp,site,lfn,size``: epoch seconds, bytes), or any
+arrays of the same meaning. File names are encoded to dense integer ids once; each policy then runs as
+a compiled kernel (:mod:`smartcache.tasks.sim_policies`). Each site has its own cache: a replay only
+sees the site's own requests. Cache capacity is in bytes; an object larger than the cache is a miss
+and is never stored.
+
+Metrics, per day (UTC) and overall: requests, hits, hit ratio, bytes requested, bytes hit (byte hit
+ratio), bytes written into the cache (misses that were stored), and bytes read from remote (WAN: every
+miss byte, stored or not).
+
+The model policy gets its scores from a :data:`Scorer` (see :mod:`smartcache.tasks.sim_model`) or from
+a ``score`` column of the trace.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from smartcache.catalog.errors import SmartcacheError
+from smartcache.tasks import sim_policies as K
+
+TRACE_COLUMNS = ("timestamp", "site", "lfn", "size")
+DAY = 86400
+POLICIES = ("lru", "lfu", "gdsf", "belady", "belady-bypass", "model")
+DEFAULT_POLICIES = "lru,lfu,gdsf,belady"
+
+
+class TraceError(SmartcacheError):
+    """A trace file or trace arrays are unusable."""
+
+
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Trace:
+    """Requests in time order. ``obj`` indexes ``lfns``; ``site`` indexes ``sites``."""
+
+    ts: np.ndarray                    # float64 epoch seconds, non-decreasing
+    obj: np.ndarray                   # int64 dense object ids
+    size: np.ndarray                  # int64 bytes
+    site: np.ndarray                  # int32
+    sites: tuple[str, ...]
+    lfns: pa.Array                    # object id -> lfn
+    score: np.ndarray | None = None   # optional precomputed model scores, one per request
+
+    def __len__(self) -> int:
+        return int(self.obj.shape[0])
+
+    @property
+    def n_obj(self) -> int:
+        return len(self.lfns)
+
+    @property
+    def days(self) -> np.ndarray:
+        """UTC day number (days since the epoch) of every request."""
+        return np.floor_divide(self.ts, DAY).astype(np.int64)
+
+    def take(self, mask_or_index: np.ndarray) -> "Trace":
+        """A sub-trace; object ids stay global so that results of sub-traces are comparable."""
+        return Trace(self.ts[mask_or_index], self.obj[mask_or_index], self.size[mask_or_index],
+                     self.site[mask_or_index], self.sites, self.lfns,
+                     None if self.score is None else self.score[mask_or_index])
+
+    def for_site(self, name: str) -> "Trace":
+        if name not in self.sites:
+            raise TraceError(f"site {name!r} is not in the trace (sites: {', '.join(self.sites) or 'none'})")
+        return self.take(self.site == self.sites.index(name))
+
+    def site_names(self) -> list[str]:
+        """Sites that have at least one request, in name order."""
+        present = np.unique(self.site)
+        return sorted(self.sites[i] for i in present)
+
+    def working_set(self) -> int:
+        """Bytes of the distinct objects requested (each at its largest requested size)."""
+        if len(self) == 0:
+            return 0
+        biggest = np.zeros(self.n_obj, np.int64)
+        np.maximum.at(biggest, self.obj, self.size)
+        return int(biggest.sum())
+
+    def table(self) -> pa.Table:
+        """The requests as ``timestamp, site, lfn, size`` (what a scorer receives)."""
+        return pa.table({
+            "timestamp": pa.array(self.ts, pa.float64()),
+            "site": pa.DictionaryArray.from_arrays(pa.array(self.site, pa.int32()),
+                                                   pa.array(self.sites, pa.string())).cast(pa.string()),
+            "lfn": self.lfns.take(pa.array(self.obj)),
+            "size": pa.array(self.size, pa.int64()),
+        })
+
+
+def make_trace(timestamps: Sequence[float] | np.ndarray, lfns: Sequence[str] | pa.Array,
+               sizes: Sequence[int] | np.ndarray, sites: Sequence[str] | pa.Array | str = "site",
+               scores: Sequence[float] | np.ndarray | None = None) -> Trace:
+    """Build a :class:`Trace` from columns (sorted by time, stable for equal timestamps)."""
+    n = len(timestamps)
+    site_col = [sites] * n if isinstance(sites, str) else sites
+    cols = {"timestamp": pa.array(np.asarray(timestamps, np.float64)), "site": pa.array(site_col, pa.string()),
+            "lfn": pa.array(lfns, pa.string()), "size": pa.array(np.asarray(sizes, np.int64))}
+    if scores is not None:
+        cols["score"] = pa.array(np.asarray(scores, np.float64))
+    if len({len(c) for c in cols.values()}) != 1:
+        raise TraceError("trace columns have different lengths")
+    return trace_from_table(pa.table(cols), source="arrays")
+
+
+def trace_from_table(table: pa.Table, source: str = "trace") -> Trace:
+    """Validate and encode a table with at least ``timestamp, site, lfn, size``."""
+    missing = [c for c in TRACE_COLUMNS if c not in table.column_names]
+    if missing:
+        raise TraceError(f"{source}: trace must have columns {','.join(TRACE_COLUMNS)}; "
+                         f"missing {','.join(missing)} (found: {','.join(table.column_names) or 'none'})")
+    if table.num_rows == 0:
+        raise TraceError(f"{source}: the trace has no requests")
+    for c in (*TRACE_COLUMNS, *(["score"] if "score" in table.column_names else [])):
+        nulls = table.column(c).null_count
+        if nulls:
+            raise TraceError(f"{source}: column {c} has {nulls} empty value(s)")
+    try:
+        ts = table.column("timestamp").cast(pa.float64()).to_numpy()
+        size = table.column("size").cast(pa.int64()).to_numpy()
+        score = table.column("score").cast(pa.float64()).to_numpy() if "score" in table.column_names else None
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+        raise TraceError(f"{source}: {e}") from e
+    if not np.all(np.isfinite(ts)):
+        raise TraceError(f"{source}: timestamps must be finite epoch seconds")
+    if (size < 0).any():
+        raise TraceError(f"{source}: sizes must not be negative (row {int(np.argmax(size < 0)) + 1})")
+    lfn = pc.dictionary_encode(table.column("lfn").cast(pa.string())).combine_chunks()
+    site = pc.dictionary_encode(table.column("site").cast(pa.string())).combine_chunks()
+    obj = lfn.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    site_idx = site.indices.to_numpy(zero_copy_only=False).astype(np.int32)
+    trace = Trace(ts, obj, size, site_idx, tuple(site.dictionary.to_pylist()), lfn.dictionary, score)
+    if len(ts) > 1 and (np.diff(ts) < 0).any():
+        trace = trace.take(np.argsort(ts, kind="stable"))
+    return trace
+
+
+def read_trace_csv(path: str | Path) -> Trace:
+    """Read a trace CSV (header ``timestamp,site,lfn,size``, optional ``score``)."""
+    import pyarrow.csv as pacsv
+
+    path = Path(path)
+    if not path.is_file():
+        raise TraceError(f"trace file not found: {path}")
+    types = {"timestamp": pa.float64(), "site": pa.string(), "lfn": pa.string(), "size": pa.int64(),
+             "score": pa.float64()}
+    try:
+        with path.open("rb") as f:
+            first = f.readline().decode("utf-8", "replace")
+        header = [h.strip().strip('"').strip() for h in first.strip().split(",")]
+        missing = [c for c in TRACE_COLUMNS if c not in header]
+        if missing:
+            raise TraceError(f"{path}: trace CSV must have the header {','.join(TRACE_COLUMNS)} "
+                             f"(missing {','.join(missing)}; found: {','.join(header)[:200]})")
+        table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
+            column_types={k: v for k, v in types.items() if k in header}, strings_can_be_null=False))
+    except (pa.ArrowInvalid, UnicodeDecodeError, OSError) as e:
+        raise TraceError(f"{path}: not a valid trace CSV: {str(e).splitlines()[0]}") from e
+    return trace_from_table(table, source=str(path))
+
+
+def write_trace_csv(trace: Trace, path: str | Path) -> Path:
+    """Write a trace as the CSV ``simulate`` reads."""
+    import pyarrow.csv as pacsv
+
+    path = Path(path)
+    with path.open("wb") as f:
+        f.write((",".join(TRACE_COLUMNS) + "\n").encode())
+        pacsv.write_csv(trace.table(), f, pacsv.WriteOptions(include_header=False))
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Metrics:
+    requests: int
+    hits: int
+    bytes_requested: int
+    bytes_hit: int
+    bytes_written: int
+
+    @property
+    def bytes_remote(self) -> int:
+        return self.bytes_requested - self.bytes_hit
+
+    @property
+    def hit_ratio(self) -> float:
+        return self.hits / self.requests if self.requests else 0.0
+
+    @property
+    def byte_hit_ratio(self) -> float:
+        return self.bytes_hit / self.bytes_requested if self.bytes_requested else 0.0
+
+    def __add__(self, other: "Metrics") -> "Metrics":
+        return Metrics(self.requests + other.requests, self.hits + other.hits,
+                       self.bytes_requested + other.bytes_requested, self.bytes_hit + other.bytes_hit,
+                       self.bytes_written + other.bytes_written)
+
+    def to_dict(self) -> dict:
+        return {"requests": self.requests, "hits": self.hits, "hit_ratio": self.hit_ratio,
+                "bytes_requested": self.bytes_requested, "bytes_hit": self.bytes_hit,
+                "byte_hit_ratio": self.byte_hit_ratio, "bytes_written": self.bytes_written,
+                "bytes_remote": self.bytes_remote}
+
+
+ZERO = Metrics(0, 0, 0, 0, 0)
+
+
+@dataclass(frozen=True)
+class SimResult:
+    site: str
+    policy: str
+    cache_size: int
+    overall: Metrics
+    per_day: tuple[tuple[date, Metrics], ...]
+    seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self, per_day: bool = False) -> dict:
+        d = {"site": self.site, "policy": self.policy, "cache_size": self.cache_size, **self.overall.to_dict(),
+             **self.extra}
+        if per_day:
+            d["per_day"] = [{"day": day.isoformat(), **m.to_dict()} for day, m in self.per_day]
+        return d
+
+
+def parse_policies(text: str | Sequence[str]) -> list[str]:
+    """``"lru,lfu,model:NAME"`` -> ``["lru", "lfu", "model:NAME"]``, validated."""
+    items = [p.strip() for p in (text.split(",") if isinstance(text, str) else text) if p.strip()]
+    if not items:
+        raise SmartcacheError("no cache policy given (choose from lru, lfu, gdsf, belady, belady-bypass, "
+                              "model, model:NAME)")
+    for p in items:
+        base, _, name = p.partition(":")
+        if base.lower() not in POLICIES or (name and base.lower() != "model") or (p.endswith(":") and not name):
+            raise SmartcacheError(f"unknown cache policy {p!r} (choose from lru, lfu, gdsf, belady, "
+                                  "belady-bypass, model, model:NAME)")
+    return [p if ":" in p else p.lower() for p in items]
+
+
+def replay(trace: Trace, policy: str, capacity: int, *, scores: np.ndarray | None = None,
+           threshold: float = 0.5, aging: bool = True, nxt: np.ndarray | None = None) -> np.ndarray:
+    """Run one policy; returns the status of every request (``sim_policies.MISS|INSERT|HIT``)."""
+    if capacity < 0:
+        raise SmartcacheError(f"cache size must not be negative: {capacity}")
+    base = policy.split(":", 1)[0]
+    obj, size, cap, n_obj = trace.obj, trace.size, np.int64(capacity), max(trace.n_obj, 1)
+    out = np.empty(len(trace), np.int8)
+    if len(trace) == 0:
+        return out
+    if base == "lru":
+        K.lru_kernel(obj, size, cap, n_obj, out)
+    elif base in ("belady", "belady-bypass"):
+        nxt = K.next_access(obj) if nxt is None else nxt
+        K.belady_kernel(obj, size, nxt, cap, n_obj, out, base == "belady-bypass")
+    elif base in ("lfu", "gdsf"):
+        mode = K.LFU_MODE if base == "lfu" else K.GDSF_MODE
+        K.priority_kernel(obj, size, cap, n_obj, out, mode, _NO_SCORES, 0.0, False)
+    elif base == "model":
+        if scores is None:
+            scores = trace.score
+        if scores is None or len(scores) != len(trace):
+            raise SmartcacheError("the model policy needs one score per request (a scorer, or a score column)")
+        K.priority_kernel(obj, size, cap, n_obj, out, K.MODEL_MODE, np.ascontiguousarray(scores, np.float64),
+                          float(threshold), bool(aging))
+    else:
+        raise SmartcacheError(f"unknown cache policy {policy!r}")
+    return out
+
+
+_NO_SCORES = np.zeros(1, np.float64)
+
+
+def day_metrics(trace: Trace, status: np.ndarray, counted: np.ndarray | None = None
+                ) -> tuple[Metrics, tuple[tuple[date, Metrics], ...]]:
+    """Overall and per-day metrics of a replay; ``counted`` masks warm-up requests out."""
+    days, size = trace.days, trace.size
+    if counted is not None:
+        days, size, status = days[counted], size[counted], status[counted]
+    if len(days) == 0:
+        return ZERO, ()
+    # requests are in time order, so each day is one contiguous run: exact integer sums per run
+    starts = np.concatenate(([0], np.flatnonzero(np.diff(days)) + 1))
+    hit = status == K.HIT
+    cols = [np.diff(np.append(starts, len(days))), np.add.reduceat(hit.astype(np.int64), starts),
+            np.add.reduceat(size, starts), np.add.reduceat(np.where(hit, size, 0), starts),
+            np.add.reduceat(np.where(status == K.INSERT, size, 0), starts)]
+    rows = tuple((_date(int(days[s])), Metrics(*(int(c[j]) for c in cols))) for j, s in enumerate(starts))
+    overall = Metrics(*(int(c.sum()) for c in cols))
+    return overall, rows
+
+
+def _date(day_number: int) -> date:
+    return datetime.fromtimestamp(day_number * DAY, tz=timezone.utc).date()
+
+
+def simulate(trace: Trace, policy: str, capacity: int, *, site: str = "*", scores: np.ndarray | None = None,
+             threshold: float = 0.5, aging: bool = True, count_from: float | None = None,
+             nxt: np.ndarray | None = None) -> SimResult:
+    """Replay ``trace`` (one site's requests) through one policy; metrics from ``count_from`` (epoch s) on."""
+    t0 = time.perf_counter()
+    status = replay(trace, policy, capacity, scores=scores, threshold=threshold, aging=aging, nxt=nxt)
+    seconds = time.perf_counter() - t0
+    counted = None if count_from is None else trace.ts >= count_from
+    overall, per_day = day_metrics(trace, status, counted)
+    return SimResult(site, policy, int(capacity), overall, per_day, seconds)
+
+
+def combine(results: Iterable[SimResult], site: str = "*") -> SimResult:
+    """Sum results of several sites (one policy) into one row; its cache size is the sites' total."""
+    results = list(results)
+    if not results:
+        raise SmartcacheError("nothing to combine")
+    overall = sum((r.overall for r in results), ZERO)
+    by_day: dict[date, Metrics] = {}
+    for r in results:
+        for d, m in r.per_day:
+            by_day[d] = by_day.get(d, ZERO) + m
+    return SimResult(site, results[0].policy, sum(r.cache_size for r in results), overall,
+                     tuple(sorted(by_day.items())), sum(r.seconds for r in results))

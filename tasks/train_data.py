@@ -1,0 +1,187 @@
+"""Reading the feature table for training, the time split, and the validation metrics.
+
+The feature table (``tasks/features``) has one row per (decision day, site, file): the model's input
+columns (``FEATURE_COLUMNS``), a ``day`` and a binary ``label`` ("read again at this site within
+``horizon`` days after ``day``"). Rows whose label window runs past the end of the data are not
+labelled yet: they are dropped here (null label, or ``day + horizon > last day``).
+
+The split is by time, never shuffled across it: validation = the last ``val_fraction`` of the
+labelled days; training = the days before, *purged* of the last ``horizon`` days before validation,
+so that no training label looks into the validation period (max train day + horizon <= first
+validation day).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Sequence
+from urllib.parse import unquote, urlsplit
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from smartcache.catalog.errors import Invalid
+
+DAY_COLUMN = "day"
+LABEL_COLUMN = "label"
+EPOCH = date(1970, 1, 1)
+
+
+@dataclass(frozen=True)
+class LabelledRows:
+    x: np.ndarray          # float32 [n, F]
+    y: np.ndarray          # int8 [n]
+    day: np.ndarray        # int32 day number (days since 1970-01-01)
+    features: tuple[str, ...]
+    last_day: int          # last day the table covers (labels are complete up to last_day - horizon)
+    n_unlabelled: int      # rows dropped because their label window is incomplete
+
+
+@dataclass(frozen=True)
+class Split:
+    train: np.ndarray      # row indices, in time order
+    val: np.ndarray
+    train_days: tuple[int, int]
+    val_days: tuple[int, int]
+    purged_days: int
+
+    def describe(self) -> dict:
+        return {"train_days": [day_iso(d) for d in self.train_days],
+                "val_days": [day_iso(d) for d in self.val_days], "purged_days": self.purged_days}
+
+
+def day_iso(day_number: int) -> str:
+    return (EPOCH + timedelta(days=int(day_number))).isoformat()
+
+
+def local_path(uri: str) -> Path:
+    parts = urlsplit(uri)
+    if parts.scheme == "file":
+        return Path(unquote(parts.path))
+    if parts.scheme and len(parts.scheme) > 1:
+        raise Invalid(f"feature table {uri!r}: only local paths and file:// URIs are supported")
+    return Path(uri)
+
+
+def open_table(uri: str) -> ds.Dataset:
+    path = local_path(uri)
+    if not path.exists():
+        raise Invalid(f"feature table not found: {path}")
+    try:
+        return ds.dataset(str(path), format="parquet")
+    except (pa.ArrowInvalid, OSError) as e:
+        raise Invalid(f"feature table {path} is not readable Parquet: {e}") from e
+
+
+def day_numbers(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Day numbers (days since the epoch) of a date32/date64/timestamp/integer day column."""
+    t = col.type
+    if pa.types.is_date32(t):
+        return col.cast(pa.int32()).to_numpy(zero_copy_only=False).astype(np.int32)
+    if pa.types.is_date64(t) or pa.types.is_timestamp(t):
+        return pc.cast(col, pa.date32()).cast(pa.int32()).to_numpy(zero_copy_only=False).astype(np.int32)
+    if pa.types.is_integer(t):
+        return col.to_numpy(zero_copy_only=False).astype(np.int32)
+    raise Invalid(f"column {DAY_COLUMN!r} must be a date or a day number, not {t}")
+
+
+def feature_matrix(table: pa.Table, features: Sequence[str]) -> np.ndarray:
+    """The float32 ``[n, F]`` input matrix in ``features`` order; nulls and NaN become 0."""
+    missing = [f for f in features if f not in table.column_names]
+    if missing:
+        raise Invalid(f"feature table lacks model input column(s): {', '.join(missing)}")
+    x = np.empty((table.num_rows, len(features)), np.float32)
+    for j, f in enumerate(features):
+        col = table.column(f)
+        if pa.types.is_boolean(col.type):
+            col = col.cast(pa.int8())
+        x[:, j] = col.fill_null(0).to_numpy(zero_copy_only=False)
+    np.nan_to_num(x, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    return x
+
+
+def load_labelled(uri: str, features: Sequence[str], horizon: int, last_day: int | None = None) -> LabelledRows:
+    """Labelled rows of the feature table, in time order."""
+    dataset = open_table(uri)
+    names = dataset.schema.names
+    for col in (DAY_COLUMN, LABEL_COLUMN):
+        if col not in names:
+            raise Invalid(f"feature table {uri} has no {col!r} column")
+    table = dataset.to_table(columns=[DAY_COLUMN, LABEL_COLUMN, *features])
+    if table.num_rows == 0:
+        raise Invalid(f"feature table {uri} is empty")
+    day = day_numbers(table.column(DAY_COLUMN))
+    last = int(day.max()) if last_day is None else int(last_day)
+    label = table.column(LABEL_COLUMN)
+    keep = label.is_valid().to_numpy(zero_copy_only=False) & (day + horizon <= last)
+    order = np.flatnonzero(keep)
+    order = order[np.argsort(day[order], kind="stable")]
+    kept = table.take(pa.array(order))
+    y = kept.column(LABEL_COLUMN).cast(pa.int8()).to_numpy(zero_copy_only=False)
+    return LabelledRows(feature_matrix(kept, features), y, day[order], tuple(features), last,
+                        int(table.num_rows - len(order)))
+
+
+def time_split(day: np.ndarray, horizon: int, val_fraction: float = 0.2) -> Split:
+    """Train on earlier days, validate on the later ones, with a ``horizon``-day purge between."""
+    if not 0.0 < val_fraction < 1.0:
+        raise Invalid("val_fraction must be between 0 and 1")
+    days = np.unique(day)
+    n_val = max(1, int(round(len(days) * val_fraction)))
+    if len(days) - n_val < 1:
+        raise Invalid(f"only {len(days)} labelled day(s): need more to split training and validation")
+    first_val = int(days[len(days) - n_val])
+    last_train = first_val - horizon   # a train label covers (d, d + horizon]: it must end by first_val
+    train = np.flatnonzero(day <= last_train)
+    val = np.flatnonzero(day >= first_val)
+    if len(train) == 0:
+        raise Invalid(f"no training rows: {len(days)} labelled days leave none before the validation days "
+                      f"once the {horizon}-day label horizon is purged (generate more days)")
+    purged = int(np.count_nonzero((days > last_train) & (days < first_val)))
+    return Split(train, val, (int(day[train].min()), int(day[train].max())),
+                 (int(day[val].min()), int(day[val].max())), purged)
+
+
+def subsample(index: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
+    """At most ``limit`` rows, drawn uniformly with ``seed``, kept in time order."""
+    if not limit or len(index) <= limit:
+        return index
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(index, size=limit, replace=False))
+
+
+# -- metrics --------------------------------------------------------------------------------------
+def roc_auc(y: np.ndarray, s: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney, ties counted half)."""
+    y = np.asarray(y).astype(bool)
+    n_pos = int(y.sum())
+    n_neg = len(y) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(s, kind="mergesort")
+    _, inv, counts = np.unique(np.asarray(s)[order], return_inverse=True, return_counts=True)
+    avg_rank = np.cumsum(counts) - (counts - 1) / 2.0
+    ranks = avg_rank[inv]
+    return float((ranks[y[order]].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def operating_point(y: np.ndarray, s: np.ndarray) -> dict:
+    """The threshold of best F1 (predict positive when score >= threshold), with its precision/recall."""
+    y = np.asarray(y).astype(bool)
+    n_pos = int(y.sum())
+    if n_pos == 0 or len(y) == 0:
+        return {"threshold": 0.5, "precision": 0.0, "recall": 0.0, "f1": 0.0}
+    order = np.argsort(-np.asarray(s, np.float64), kind="mergesort")
+    s_sorted = np.asarray(s)[order]
+    tp = np.cumsum(y[order])
+    last_of_group = np.flatnonzero(np.append(s_sorted[1:] != s_sorted[:-1], True))
+    k = last_of_group + 1
+    precision, recall = tp[last_of_group] / k, tp[last_of_group] / n_pos
+    f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
+    best = int(np.argmax(f1))
+    return {"threshold": float(s_sorted[last_of_group[best]]), "precision": float(precision[best]),
+            "recall": float(recall[best]), "f1": float(f1[best])}

@@ -1,0 +1,69 @@
+"""Pytest fixtures for tests that need the project's real HTCondor pool.
+
+Import them from tests/conftest.py::
+
+    from condor_fixtures import condor_pool, condor_tmp_path  # noqa: F401
+
+``condor_pool`` (session scope) brings the pool up once, or reuses a running one, in
+``$SMARTCACHE_POOL_ROOT`` (default /opt/smartcache-pool), points this process's HTCondor client at
+it, and yields ``pool_env()``. A pool it started is stopped at the end of the session unless
+``SMARTCACHE_POOL_KEEP=1``. Where the pool cannot run (not root, not Linux) the tests are skipped
+with the reason, except under CI (``CI=true``), where that is an error: CI must run them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+def _no_pool(reason: str) -> None:
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"CI must run the HTCondor pool tests, but: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def _open_up(path: Path) -> None:
+    """HTCondor checks a job's initialdir itself: every parent below /tmp needs o+x."""
+    path = path.resolve()
+    for p in [path, *path.parents]:
+        if p == Path("/tmp") or Path("/tmp") not in p.parents:
+            break
+        p.chmod(p.stat().st_mode | 0o755)
+
+
+@pytest.fixture(scope="session")
+def condor_pool(tmp_path_factory: pytest.TempPathFactory):
+    from smartcache.condor import pool
+
+    reason = pool.cannot_run_reason()
+    if reason:
+        _no_pool(reason)
+    root = pool.pool_root()
+    started_here = pool.master_pid(root) is None
+    try:
+        pool.pool_up(root, quiet=True)
+    except pool.PoolError as e:
+        _no_pool(f"cannot bring the HTCondor pool up in {root}: {e}")
+    _open_up(tmp_path_factory.getbasetemp())
+    saved = {k: os.environ.get(k) for k in ("CONDOR_CONFIG", "PATH", "SMARTCACHE_POOL_ROOT")}
+    env = pool.activate_pool_env(root)
+    try:
+        yield env
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        if started_here and os.environ.get("SMARTCACHE_POOL_KEEP") != "1":
+            pool.pool_down(root, quiet=True)
+
+
+@pytest.fixture
+def condor_tmp_path(tmp_path: Path) -> Path:
+    """A tmp_path the pool's job user can enter (pytest makes it 0700)."""
+    _open_up(tmp_path)
+    return tmp_path

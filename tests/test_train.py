@@ -1,0 +1,162 @@
+"""Training: time split, class weights, reproducibility, exported forms that agree, the promotion gate."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from smartcache.catalog import open_store
+from smartcache.catalog.errors import Invalid
+from smartcache.tasks import train_data as D
+from smartcache.tasks.train import train
+from smartcache.tasks.train_gate import promote_if_better, verdict
+from smartcache.tasks.train_model import FitConfig, class_weights
+from train_support import COLUMNS, register_features
+
+CFG = FitConfig(seed=7, epochs=8, patience=2)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One catalog with a feature table and a model trained on it (shared: training takes seconds)."""
+    tmp = tmp_path_factory.mktemp("train")
+    store = open_store(f"sqlite:///{tmp}/c.db", migrate=True)
+    name = register_features(store, tmp / "features.parquet")
+    result = train(store, name, "cachenet", cfg=CFG, columns=COLUMNS)
+    yield store, name, result, tmp
+    store.close()
+
+
+# -- the split ------------------------------------------------------------------------------------
+def test_time_split_purges_the_horizon_and_never_leaks():
+    day = np.repeat(np.arange(100, 140), 5)
+    s = D.time_split(day, horizon=7, val_fraction=0.2)
+    assert day[s.train].max() + 7 <= day[s.val].min()          # no train label window reaches val days
+    assert day[s.val].min() == 132 and day[s.val].max() == 139     # the last 20 % of days
+    assert s.purged_days == 6
+    assert np.all(np.diff(day[s.train]) >= 0)                      # time order kept
+    with pytest.raises(Invalid, match="no training rows"):
+        D.time_split(np.arange(5), horizon=7)
+
+
+def test_rows_with_incomplete_horizon_are_dropped(tmp_path):
+    store = open_store(f"sqlite:///{tmp_path}/c.db", migrate=True)
+    name = register_features(store, tmp_path / "f.parquet", n_files=300, n_days=20)
+    rows = D.load_labelled(store.get_dataset(name).uri, COLUMNS, horizon=7)
+    last = rows.last_day
+    assert rows.day.max() + 7 <= last and rows.n_unlabelled > 0
+    assert set(np.unique(rows.y)) == {0, 1}
+    store.close()
+
+
+def test_class_weights_balance_the_loss():
+    y = np.array([1] * 10 + [0] * 90)
+    w = class_weights(y)
+    assert w[1] * 10 == pytest.approx(w[0] * 90)
+    assert w[1] > w[0]
+
+
+def test_metrics_helpers_match_definitions():
+    y = np.array([0, 0, 1, 1, 0, 1])
+    s = np.array([0.1, 0.4, 0.35, 0.8, 0.2, 0.9])
+    # AUC = P(score of a positive > score of a negative): pairs counted by hand = 8 of 9
+    assert D.roc_auc(y, s) == pytest.approx(8 / 9)
+    op = D.operating_point(y, s)
+    pred = s >= op["threshold"]
+    assert op["precision"] == pytest.approx((pred & (y == 1)).sum() / pred.sum())
+    assert op["recall"] == pytest.approx((pred & (y == 1)).sum() / 3)
+
+
+# -- the trained model -------------------------------------------------------------------------------
+def test_trained_model_is_registered_with_metrics_and_lineage(trained):
+    store, name, result, _ = trained
+    m = result.model
+    assert m.ref == "cachenet:1" and m.stage == "staging" and m.framework == "tensorflow"
+    assert m.input_features == COLUMNS
+    assert {a.kind for a in m.artifacts} >= {"tflite", "savedmodel", "params"}
+    assert m.datasets == (("train", name),)
+    for key in ("auc", "precision", "recall", "threshold", "n_train", "n_val", "positive_rate"):
+        assert key in m.metrics
+    assert m.metrics["auc"] > 0.75, m.metrics                      # well above chance on later days
+    assert m.metrics["train_days"][1] < m.metrics["val_days"][0]
+    assert 0 < m.metrics["positive_rate"] < 1
+    assert m.params["threshold"] == m.metrics["threshold"]
+    assert m.metrics["epochs"] <= CFG.epochs
+
+
+def test_tflite_agrees_with_the_savedmodel_on_validation_rows(trained, tmp_path):
+    store, name, result, _ = trained
+    from smartcache.inference.modelformat import unpack_savedmodel
+    from smartcache.tasks.scoring import load_scorer
+    from smartcache.tasks.train_model import tensorflow
+    rows = D.load_labelled(store.get_dataset(name).uri, COLUMNS, horizon=7)
+    split = D.time_split(rows.day, 7)
+    x = rows.x[split.val][:5000]
+    tf, _ = tensorflow()
+    _, model_dir = unpack_savedmodel(store.model_artifact("cachenet", 1, "savedmodel"), tmp_path, name="cachenet")
+    serve = tf.saved_model.load(str(model_dir)).signatures["serving_default"]
+    keras_out = np.asarray(list(serve(tf.constant(x)).values())[0]).reshape(-1)
+    lite_out = load_scorer(store, "cachenet:1")(x)
+    assert np.max(np.abs(keras_out - lite_out)) < 1e-5
+    assert result.metrics["tflite_max_abs_diff"] < 1e-4
+
+
+def test_same_seed_same_model_other_seed_other_model(trained):
+    store, name, result, _ = trained
+    from smartcache.tasks.scoring import load_scorer
+    again = train(store, name, "cachenet", cfg=CFG, columns=COLUMNS)
+    other = train(store, name, "cachenet", cfg=FitConfig(seed=8, epochs=8, patience=2), columns=COLUMNS)
+    x = D.load_labelled(store.get_dataset(name).uri, COLUMNS, horizon=7).x[:4000]
+    p1, p2, p3 = (load_scorer(store, f"cachenet:{v}")(x) for v in (1, again.model.version, other.model.version))
+    assert np.array_equal(p1, p2)
+    assert again.metrics["auc"] == result.metrics["auc"]
+    assert not np.array_equal(p1, p3)
+
+
+def test_single_class_training_data_is_refused(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from datetime import date, timedelta
+    store = open_store(f"sqlite:///{tmp_path}/c.db", migrate=True)
+    n = 40 * 20
+    table = pa.table({"day": pa.array([date(2026, 1, 1) + timedelta(days=i // 20) for i in range(n)], pa.date32()),
+                      "label": [False] * n, **{c: np.arange(n) % 7 for c in COLUMNS}})
+    pq.write_table(table, tmp_path / "f.parquet")
+    store.register_dataset("f", "features", str(tmp_path / "f.parquet"))
+    with pytest.raises(Invalid, match="single class"):
+        train(store, "f", "m", cfg=CFG, columns=COLUMNS, horizon=3)
+    store.close()
+
+
+# -- the promotion gate ------------------------------------------------------------------------------
+def test_gate_promotes_only_a_model_that_beats_lru(trained):
+    store, name, result, _ = trained
+    ref = result.model.ref
+    ok, reason = promote_if_better(store, ref, {"T2_IT_Pisa": {"lru": 0.40, f"model:{ref}": 0.38},
+                                                "T2_IT_Bari": {"lru": 0.30, f"model:{ref}": 0.35}})
+    assert not ok and "T2_IT_Pisa" in reason
+    m = store.get_model("cachenet", result.model.version)
+    assert m.stage == "staging" and m.stage_reason == reason
+    ok, reason = promote_if_better(store, ref, {"T2_IT_Pisa": {"lru": 0.40, "model:cachenet": 0.45},
+                                                "T2_IT_Bari": {"lru": 0.30, "model:cachenet": 0.35}})
+    assert ok
+    m = store.get_model("cachenet", result.model.version)
+    assert m.stage == "production" and "beats" in m.stage_reason
+
+
+def test_gate_reads_the_evaluate_tasks_results(trained):
+    store, _, result, _ = trained
+    from smartcache.tasks.cachesim import Metrics, SimResult
+    model = result.model
+
+    def row(site, policy, hit, label="site"):
+        return SimResult(site, policy, 10**12, Metrics(100, 50, 1000, hit, 0), (), 0.0, {"size_label": label})
+    worse = [row("A", "lru", 500), row("A", f"model:{model.ref}", 450), row("B", "lru", 300),
+             row("B", f"model:{model.ref}", 320)]
+    ok, reason = verdict(model, worse)                      # bytes-weighted: 770 < 800 hit bytes
+    assert not ok and "does not beat" in reason
+    better = {"results": [r.to_dict() for r in worse[:3]] + [row("B", f"model:{model.ref}", 380).to_dict()]}
+    ok, reason = verdict(model, better)                     # the metrics.json form: 830 > 800
+    assert ok and "beats" in reason
+    ok, reason = verdict(model, [row("A", "lru", 500)])
+    assert not ok and "no results" in reason
