@@ -122,6 +122,7 @@ class Uploader:
         self._lock = threading.Lock()
 
     def upload(self, up: Upload) -> ServingModel:
+        self._record_params(up.params, None)     # refuse bad params before converting anything
         with self._lock:
             with tempfile.TemporaryDirectory(prefix="smartcache-upload-") as tmp:
                 tflite, info, source_art = self._convert(up, Path(tmp))
@@ -148,6 +149,8 @@ class Uploader:
                 raise Invalid(f"bundle folder {name!r} does not match model name {up.name!r}")
             tflite, info = convert_in_child("savedmodel", model_dir, timeout=self.convert_timeout)
             return tflite, info, {mf.ART_SAVEDMODEL: mf.pack_savedmodel(model_dir, up.name)}
+        if up.kind == "graphdef" and not (up.params.get("inputNode") and up.params.get("outputNode")):
+            raise Invalid("a frozen graph needs inputNode and outputNode in params.json")
         src = tmp / ("model.pb" if up.kind == "graphdef" else "model.tflite")
         src.write_bytes(up.model)
         tflite, info = convert_in_child(up.kind, src, input_node=up.params.get("inputNode") or "",
@@ -167,10 +170,13 @@ class Uploader:
                               f"the model takes {info.n_inputs}")
         else:
             features = self._inherited_features(up.name, info)
-        rec = mf.record_params({k: v for k, v in p.items() if k not in mf.RECORD_KEYS},
-                               normalization=p.get("normalization"), threshold=p.get("threshold"),
-                               feature_defaults=p.get("feature_defaults"), n_features=info.n_inputs)
-        return list(features), rec
+        return list(features), self._record_params(p, info.n_inputs)
+
+    @staticmethod
+    def _record_params(p: dict[str, Any], n_inputs: int | None) -> dict[str, Any]:
+        return mf.record_params({k: v for k, v in p.items() if k not in mf.RECORD_KEYS},
+                                normalization=p.get("normalization"), threshold=p.get("threshold"),
+                                feature_defaults=p.get("feature_defaults"), n_features=n_inputs)
 
     def _inherited_features(self, name: str, info: ModelInfo) -> list[str]:
         try:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -59,7 +60,7 @@ class Trace:
     def n_obj(self) -> int:
         return len(self.lfns)
 
-    @property
+    @cached_property
     def days(self) -> np.ndarray:
         """UTC day number (days since the epoch) of every request."""
         return np.floor_divide(self.ts, DAY).astype(np.int64)

@@ -7,11 +7,16 @@ Days before the held-out window (``warmup_days``) fill the caches and are not co
 
 Writes into ``out``: ``metrics.parquet`` (one row per site x policy x cache size, overall and per day),
 ``metrics.json`` (the overall rows and a summary), ``byte_hit_ratio.png``; registers the table in the
-catalog as a dataset of kind ``evaluation``; with ``--gate`` moves the model to ``production`` only if
-its byte hit ratio beats LRU's at the sites' cache sizes (else ``staging``, with the reason).
+catalog as a dataset of kind ``evaluation``; given a model, it is the promotion gate: the model goes to
+``production`` only if its byte hit ratio beats LRU's at the sites' cache sizes, else ``staging``, with
+the reason (``--no-gate`` only reports).
 
-    python -m smartcache.tasks.evaluate --raw DIR --start 2026-09-01 --end 2026-10-31 --out DIR \
-        [--model NAME[:VERSION]] [--gate] [--catalog URL] [--run-id N]
+The held-out window: ``--start/--end``, else from the model's first validation day (``val_days`` in its
+metrics) to the newest raw partition, else the last ``--holdout-days``. Its trace is exported from the
+raw partitions (exact, see trace_export.py) into ``out/trace.csv``, or given with ``--trace``.
+
+    python -m smartcache.tasks.evaluate --catalog-url URL --run-id N --model NAME --out DATA/evaluation \
+        [--raw DIR] [--start 2026-09-01 --end 2026-10-31] [--fractions 0.01,0.05,0.1] [--no-gate]
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from smartcache.tasks.sim_report import plot_byte_hit_ratio
 from smartcache.tasks.sim_run import gap_closed, run_grid, totals
 
 DEFAULT_FRACTIONS = (0.01, 0.05, 0.1)
+DEFAULT_HOLDOUT_DAYS = 28
 SITE_LABEL = "site"
 
 
@@ -163,49 +169,77 @@ def _epoch(d: date) -> float:
     return datetime(d.year, d.month, d.day, tzinfo=timezone.utc).timestamp()
 
 
-def load_held_out(out: Path, trace_csv: Path | None, raw: Path | None, start: str | None, end: str | None,
-                  warmup_days: int) -> tuple[Trace, float | None]:
-    """The trace to replay (warm-up days included) and the epoch second the counted window starts."""
-    from smartcache.tasks.trace_export import export_trace, window
+def held_out_window(raw: str | Path | None, start: str | None, end: str | None, model=None,
+                    holdout_days: int = DEFAULT_HOLDOUT_DAYS) -> tuple[date | None, date | None]:
+    """The counted days: ``start``/``end`` if given; else from the model's validation days (``val_days``
+    in its metrics) to the newest raw partition; else the last ``holdout_days`` raw days."""
+    from smartcache.tasks.trace_export import raw_partitions, window
 
     first, last = window(None, start, end)
-    if raw is not None:
-        lo = None if first is None else date.fromordinal(first.toordinal() - warmup_days)
+    if first is not None and last is not None:
+        return first, last
+    newest = None
+    if raw is not None and (first is None or last is None):
+        parts = raw_partitions(raw)
+        newest = parts[-1][0] if parts else None
+    last = last or newest
+    if first is None and model is not None:
+        val = (model.metrics or {}).get("val_days") or []
+        if val:
+            first = date.fromisoformat(str(val[0]))
+    if first is None and last is not None:
+        first = date.fromordinal(last.toordinal() - holdout_days + 1)
+    return first, last
+
+
+def load_held_out(out: Path, trace_csv: Path | None, raw: str | Path | None, first: date | None,
+                  last: date | None, warmup_days: int) -> tuple[Trace, float | None]:
+    """The trace to replay (warm-up days included) and the epoch second the counted window starts."""
+    from smartcache.tasks.trace_export import export_trace
+
+    lo = None if first is None else date.fromordinal(first.toordinal() - warmup_days)
+    if trace_csv is None:
+        if raw is None:
+            raise SmartcacheError("give --trace FILE.csv or --raw DIR")
         trace_csv = export_trace(out / "trace.csv", raw=raw, start=lo.isoformat() if lo else None,
                                  end=last.isoformat() if last else None).out
-    if trace_csv is None:
-        raise SmartcacheError("give --trace FILE.csv or --raw DIR")
     trace = read_trace_csv(trace_csv)
     if last is not None:
         trace = trace.take(trace.ts < _epoch(last) + DAY)
+    if lo is not None:
+        trace = trace.take(trace.ts >= _epoch(lo))
+    if len(trace) == 0:
+        raise SmartcacheError(f"no requests between {lo} and {last}")
     if first is not None:
-        trace = trace.take(trace.ts >= _epoch(date.fromordinal(first.toordinal() - warmup_days)))
         return trace, _epoch(first)
-    if warmup_days and len(trace):
+    if warmup_days:
         return trace, float((int(trace.ts[0] // DAY) + warmup_days) * DAY)
     return trace, None
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m smartcache.tasks.evaluate", description=__doc__.split("\n")[0])
-    src = ap.add_mutually_exclusive_group(required=True)
+    src = ap.add_mutually_exclusive_group()
     src.add_argument("--trace", type=Path, help="trace CSV (timestamp,site,lfn,size)")
-    src.add_argument("--raw", type=Path, help="raw log partitions")
-    ap.add_argument("--start", help="first held-out day (YYYY-MM-DD or YYYY-MM)")
-    ap.add_argument("--end", help="last held-out day")
+    src.add_argument("--raw", help="raw log partitions (default: <data root>/raw of the configuration)")
+    ap.add_argument("--start", help="first held-out day (YYYY-MM-DD or YYYY-MM); default: the model's "
+                                    "first validation day, else --holdout-days before the newest partition")
+    ap.add_argument("--end", help="last held-out day (default: the newest partition)")
+    ap.add_argument("--holdout-days", type=int, default=DEFAULT_HOLDOUT_DAYS)
     ap.add_argument("--warmup-days", type=int, default=7, help="days before --start replayed, not counted")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--policies", default="lru,lfu,gdsf,belady")
-    ap.add_argument("--model", help="catalog model NAME or NAME:VERSION to evaluate as model:NAME")
+    ap.add_argument("--model", help="catalog model NAME (its newest version) or NAME:VERSION, as model:NAME")
     ap.add_argument("--threshold", type=float)
     ap.add_argument("--sites", help="comma-separated sites (default: all in the trace)")
     ap.add_argument("--fractions", default=",".join(str(f) for f in DEFAULT_FRACTIONS),
                     help="cache sizes as fractions of each site's held-out working set ('' for none)")
-    ap.add_argument("--catalog", help="catalog URL (default: from the smartcache configuration)")
+    ap.add_argument("--catalog-url", "--catalog", dest="catalog", help="catalog URL (default: the configuration's)")
     ap.add_argument("--name", help="dataset name to register (default: evaluation-<model|baseline>-<out dir>)")
     ap.add_argument("--parent", action="append", default=[], help="parent dataset name (repeatable)")
     ap.add_argument("--run-id", type=int)
-    ap.add_argument("--gate", action="store_true", help="set the model's stage from the promotion verdict")
+    ap.add_argument("--no-gate", dest="gate", action="store_false",
+                    help="do not set the model's stage (default: production if it beats LRU, else staging)")
     args = ap.parse_args(argv)
     try:
         return _run(args)
@@ -214,34 +248,50 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def _newest(store, ref: str):
+    """NAME:VERSION as given; a bare NAME means its newest version (the one just trained), not production."""
+    name, _, version = ref.partition(":")
+    if version:
+        try:
+            return store.get_model(name, int(version))
+        except ValueError as e:
+            raise SmartcacheError(f"invalid model reference {ref!r}: use NAME or NAME:VERSION") from e
+    versions = store.list_models(name)
+    if not versions:
+        return store.get_model(name)   # raises NotFound with the catalog's message
+    return max(versions, key=lambda m: m.version)
+
+
 def _run(args: argparse.Namespace) -> int:
     from smartcache.catalog import load_config, open_store
     from smartcache.tasks.sim_model import load_scorer
 
     fractions = [float(f) for f in args.fractions.split(",") if f.strip()]
-    store = open_store(args.catalog or load_config().catalog_url, migrate=True)
+    cfg = load_config() if args.catalog is None or (args.trace is None and args.raw is None) else None
+    store = open_store(args.catalog or cfg.catalog_url, migrate=True)
     try:
-        trace, eval_from = load_held_out(args.out, args.trace, args.raw, args.start, args.end, args.warmup_days)
-        scorers = {}
-        if args.model:
-            scorers[f"model:{args.model}"] = load_scorer(store, args.model)
+        model = _newest(store, args.model) if args.model else None
+        raw = None if args.trace else (args.raw or str(cfg.data_root / "raw"))
+        first, last = held_out_window(raw, args.start, args.end, model, args.holdout_days)
+        trace, eval_from = load_held_out(args.out, args.trace, raw, first, last, args.warmup_days)
+        policy = f"model:{args.model}" if args.model else None
+        scorers = {policy: load_scorer(store, model.ref)} if model else {}
         site_sizes = {s.name: s.cache_size for s in store.list_sites()}
         ev = evaluate(trace, args.out, policies=args.policies, site_sizes=site_sizes, fractions=fractions,
                       scorers=scorers, eval_from=eval_from,
                       sites=[s for s in args.sites.split(",") if s] if args.sites else None, threshold=args.threshold)
         verdict = None
-        if args.model:
-            ok, reason = promotion_verdict(ev.results, f"model:{args.model}")
-            verdict = {"promote": ok, "reason": reason}
+        if model is not None:
+            ok, reason = promotion_verdict(ev.results, policy)
+            verdict = {"model": model.ref, "promote": ok, "reason": reason, "gate_applied": args.gate}
             if args.gate:
-                name, _, version = args.model.partition(":")
-                model = store.get_model(name, int(version) if version else None)
                 store.set_model_stage(model.name, model.version, "production" if ok else "staging", reason)
-        name = args.name or f"evaluation-{(args.model or 'baseline').replace(':', '-v')}-{args.out.resolve().name}"
+        name = args.name or f"evaluation-{(model.ref if model else 'baseline').replace(':', '-v')}-{args.out.resolve().name}"
         store.register_dataset(name, "evaluation", str(ev.files["metrics"].resolve()), format="parquet",
-                               n_rows=len(ev.results), meta={**ev.summary, "verdict": verdict,
-                                                             "plot": str(ev.files["plot"].resolve()),
-                                                             "json": str(ev.files["json"].resolve())},
+                               n_rows=len(ev.results),
+                               meta={**ev.summary, "verdict": verdict, "window": [str(first), str(last)],
+                                     "warmup_days": args.warmup_days, "plot": str(ev.files["plot"].resolve()),
+                                     "json": str(ev.files["json"].resolve())},
                                parents=args.parent, run_id=args.run_id)
     finally:
         store.close()

@@ -71,31 +71,51 @@ def _valid(arr: pa.Array) -> np.ndarray:
     return np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def _encode_column(arr: pa.Array, avro_type: str) -> list[pa.Array]:
-    """Avro encoding of a nullable ``["null", avro_type]`` field, as one or two binary columns."""
+def _encode_column(arr: pa.Array, avro_type: str) -> list:
+    """Avro encoding of a nullable ``["null", avro_type]`` field: byte matrices ``(mat, used lengths)``
+    for the fixed-size parts and, for strings, the string bytes as a binary column."""
     valid = _valid(arr)
     n = len(arr)
     if avro_type in ("int", "long"):
-        return [_masked(*_varint_matrix(np.asarray(arr.fill_null(0).to_numpy()), valid))]
+        return [_varint_matrix(np.asarray(arr.fill_null(0).to_numpy()), valid)]
     if avro_type == "double":
         mat = np.zeros((n, 9), dtype=np.uint8)
         mat[:, 0] = np.where(valid, 2, 0)
         mat[:, 1:] = np.asarray(arr.fill_null(0.0).to_numpy(), dtype="<f8").view(np.uint8).reshape(n, 8)
-        return [_masked(mat, np.where(valid, 9, 1))]
+        return [(mat, np.where(valid, 9, 1))]
     if avro_type == "boolean":
         mat = np.stack([np.where(valid, 2, 0), np.asarray(arr.fill_null(False).to_numpy(zero_copy_only=False))],
                        axis=1).astype(np.uint8)
-        return [_masked(mat, np.where(valid, 2, 1))]
+        return [(mat, np.where(valid, 2, 1))]
     if avro_type == "string":
         text = arr.cast(pa.large_string()).fill_null("")
         lengths = np.asarray(pc.binary_length(text).to_numpy(), dtype=np.int64)
-        return [_masked(*_varint_matrix(lengths, valid)), text.cast(pa.large_binary())]
+        return [_varint_matrix(lengths, valid), text.cast(pa.large_binary())]
     raise ValueError(f"unsupported Avro type {avro_type!r}")
+
+
+def _merge(mats: list[tuple[np.ndarray, np.ndarray]]) -> pa.Array:
+    """Consecutive byte matrices as one binary column (fewer inputs for the row-wise join)."""
+    if len(mats) == 1:
+        return _masked(*mats[0])
+    mat = np.hstack([m for m, _ in mats])
+    mask = np.hstack([np.arange(m.shape[1]) < n[:, None] for m, n in mats])
+    return _binary(sum(n for _, n in mats), mat[mask])
 
 
 def encode_rows(table: pa.Table, fields: list[tuple[str, str]]) -> tuple[np.ndarray, np.ndarray]:
     """Avro binary encoding of every row: (bytes of all rows back to back, row offsets)."""
-    parts = [col for name, typ in fields for col in _encode_column(table.column(name).combine_chunks(), typ)]
+    parts, pending = [], []
+    for name, typ in fields:
+        for piece in _encode_column(table.column(name).combine_chunks(), typ):
+            if isinstance(piece, tuple):
+                pending.append(piece)
+            else:
+                parts.append(_merge(pending))
+                pending = []
+                parts.append(piece)
+    if pending:
+        parts.append(_merge(pending))
     rows = pc.binary_join_element_wise(*parts, pa.scalar(b"", pa.large_binary()))
     buffers = rows.buffers()
     offsets = np.frombuffer(buffers[1], dtype=np.int64)[rows.offset:rows.offset + len(rows) + 1]

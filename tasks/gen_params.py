@@ -78,23 +78,23 @@ def _it_sites() -> tuple[SiteSpec, ...]:
 
 def _us_sites() -> tuple[SiteSpec, ...]:
     return (
-        SiteSpec("T1_US_FNAL", 0.26, 0.03, 0.04, 1.01, "cmsosgce.fnal.gov", "cmsdcadisk.fnal.gov",
+        SiteSpec("T1_US_FNAL", 0.26, 0.03, 0.04, 1.08, "cmsosgce.fnal.gov", "cmsdcadisk.fnal.gov",
                  "cmswn{}.fnal.gov", 2400, production=0.6),
-        SiteSpec("T2_US_Caltech", 0.08, 0.14, 0.08, 0.81, "cit-gatekeeper.ultralight.org", "transfer-1.ultralight.org",
+        SiteSpec("T2_US_Caltech", 0.08, 0.14, 0.08, 0.87, "cit-gatekeeper.ultralight.org", "transfer-1.ultralight.org",
                  "compute-{}.ultralight.org", 300),
-        SiteSpec("T2_US_UCSD", 0.11, 0.10, 0.07, 0.94, "osg-gw-1.t2.ucsd.edu", "redirector.t2.ucsd.edu",
+        SiteSpec("T2_US_UCSD", 0.11, 0.10, 0.07, 1.01, "osg-gw-1.t2.ucsd.edu", "redirector.t2.ucsd.edu",
                  "cabinet-{}.t2.ucsd.edu", 420),
-        SiteSpec("T2_US_Wisconsin", 0.12, 0.05, 0.05, 1.08, "cmsgrid01.hep.wisc.edu", "cmsxrootd.hep.wisc.edu",
+        SiteSpec("T2_US_Wisconsin", 0.12, 0.05, 0.05, 1.16, "cmsgrid01.hep.wisc.edu", "cmsxrootd.hep.wisc.edu",
                  "e{}.chtc.wisc.edu", 500, production=0.1),
-        SiteSpec("T2_US_Nebraska", 0.12, 0.06, 0.05, 1.15, "red-gw1.unl.edu", "xrootd-local.unl.edu",
+        SiteSpec("T2_US_Nebraska", 0.12, 0.06, 0.05, 1.23, "red-gw1.unl.edu", "xrootd-local.unl.edu",
                  "red-c{}.unl.edu", 480, production=0.1),
-        SiteSpec("T2_US_Purdue", 0.10, 0.08, 0.07, 0.94, "hammer-osg.rcac.purdue.edu", "eos.cms.rcac.purdue.edu",
+        SiteSpec("T2_US_Purdue", 0.10, 0.08, 0.07, 1.01, "hammer-osg.rcac.purdue.edu", "eos.cms.rcac.purdue.edu",
                  "hammer-a{}.rcac.purdue.edu", 380, production=0.1),
-        SiteSpec("T2_US_MIT", 0.07, 0.12, 0.08, 0.81, "ce03.cmsaf.mit.edu", "se01.cmsaf.mit.edu",
+        SiteSpec("T2_US_MIT", 0.07, 0.12, 0.08, 0.87, "ce03.cmsaf.mit.edu", "se01.cmsaf.mit.edu",
                  "t3btch{}.mit.edu", 260, production=0.1),
-        SiteSpec("T2_US_Florida", 0.07, 0.18, 0.10, 0.68, "cms.rc.ufl.edu", "cmsio.rc.ufl.edu",
+        SiteSpec("T2_US_Florida", 0.07, 0.18, 0.10, 0.73, "cms.rc.ufl.edu", "cmsio.rc.ufl.edu",
                  "c{}a-s1.ufhpc", 220),
-        SiteSpec("T2_US_Vanderbilt", 0.07, 0.15, 0.09, 0.74, "ce5.accre.vanderbilt.edu", "xrootd.accre.vanderbilt.edu",
+        SiteSpec("T2_US_Vanderbilt", 0.07, 0.15, 0.09, 0.79, "ce5.accre.vanderbilt.edu", "xrootd.accre.vanderbilt.edu",
                  "vmp{}.accre.vanderbilt.edu", 200),
     )
 

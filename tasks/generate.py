@@ -291,7 +291,9 @@ def _run(jobs: list[tuple], workers: int, progress: bool) -> list[dict]:
         else:
             ctx = multiprocessing.get_context("spawn")      # no fork of a process holding Arrow threads
             with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-                for row in pool.map(_write_day, jobs, chunksize=7):
+                # runs of consecutive days per worker keep its dataset caches warm
+                chunk = max(1, min(7, len(jobs) // (4 * workers)))
+                for row in pool.map(_write_day, jobs, chunksize=chunk):
                     rows.append(row)
                     bar.update()
     return rows

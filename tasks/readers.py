@@ -23,8 +23,9 @@ import fsspec
 import pyarrow as pa
 
 from smartcache.tasks.readers_avro import MAGIC, AvroReader
-from smartcache.tasks.readers_base import (DEFAULT_BATCH, EMPTY, EXACT, REDUCE_COLUMNS, REQUIRED_FIELDS, Damage,
-                                           ReadReport, SourceError, projected_schema)
+from smartcache.tasks.readers_base import (DEFAULT_BATCH, EMPTY, EXACT, LOWER_BOUND, MISSING_RECORDS,
+                                           REDUCE_COLUMNS, REQUIRED_FIELDS, Damage, ReadReport, SourceError,
+                                           projected_schema)
 from smartcache.tasks.readers_json import JsonReader
 from smartcache.tasks.schema import PARTITION_GLOB
 
@@ -96,6 +97,12 @@ class PartitionRead:
         self.report = ReadReport(source=source, fmt="?", n_bytes=size)
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
+        try:
+            yield from self._batches()
+        finally:
+            self._finish()
+
+    def _batches(self) -> Iterator[pa.RecordBatch]:
         r = self.report
         try:
             fo = self.fs.open(self.path, "rb")
@@ -107,7 +114,7 @@ class PartitionRead:
             r.fmt = fmt + (".gz" if gz else "")
             if not head:
                 r.add(EMPTY, "zero-byte file", 0)
-                r.lose(0, "lower_bound")
+                r.lose(0, LOWER_BOUND)
                 return
             fo.seek(0)
             if fmt == "avro":
@@ -115,10 +122,17 @@ class PartitionRead:
             else:
                 reader = JsonReader(fo, self.schema, r, self.batch_size, gz, self.use_threads, self.inflate)
             yield from reader
+
+    def _finish(self) -> None:
+        r = self.report
+        r.finish()
         if self.expected is not None:
             # a manifest count turns any estimate into an exact figure
-            r.records_lost = max(self.expected - r.records_read - r.records_dropped, 0)
+            got = r.records_read + r.records_dropped
+            r.records_lost = max(self.expected - got, 0)
             r.lost_kind = EXACT
+            if r.ok and got < self.expected:   # e.g. an Avro file cut exactly at a block boundary
+                r.add(MISSING_RECORDS, f"{got} records where the manifest lists {self.expected}")
 
 
 def read_partition(source: str, columns: Sequence[str] | None = REDUCE_COLUMNS, batch_size: int = DEFAULT_BATCH,

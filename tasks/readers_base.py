@@ -26,6 +26,7 @@ BAD_GZIP = "bad_gzip"                  # gzip header or deflate stream damaged
 TRUNCATED_GZIP = "truncated_gzip"      # gzip stream ends before its end marker
 BAD_JSON = "bad_json"                  # lines that are not a JSON object
 SCHEMA_DRIFT = "schema_drift"          # required field missing/renamed, or a value of the wrong type
+MISSING_RECORDS = "missing_records"    # reads clean, but fewer records than its manifest lists
 
 # How to read ``records_lost``.
 EXACT, ESTIMATE, LOWER_BOUND = "exact", "estimate", "lower_bound"
@@ -65,6 +66,7 @@ class ReadReport:
     lost_kind: str = EXACT             # EXACT | ESTIMATE | LOWER_BOUND
     damage: list[Damage] = field(default_factory=list)
     dropped_by: dict[str, int] = field(default_factory=dict)   # "bad_type:FileSize" -> n, "missing:FileName" -> n
+    coerced: dict[str, int] = field(default_factory=dict)      # field -> values of another type converted
     missing_fields: tuple[str, ...] = ()      # projected fields the writer did not have
     unknown_fields: tuple[str, ...] = ()      # writer fields that are not in the raw schema
 
@@ -114,6 +116,17 @@ class ReadReport:
         self.records_dropped += n
         self.dropped_by[why] = self.dropped_by.get(why, 0) + n
 
+    def finish(self) -> None:
+        """Describe type drift that was repaired and unusable records as schema drift damage."""
+        if SCHEMA_DRIFT in self.kinds:
+            return
+        if self.records_dropped:
+            worst = max(self.dropped_by.items(), key=lambda kv: kv[1])
+            self.add(SCHEMA_DRIFT, f"{self.records_dropped} records unusable (most: {worst[0]} x{worst[1]})")
+        elif self.coerced:
+            fields = ", ".join(f"{k} x{v}" for k, v in sorted(self.coerced.items()))
+            self.add(SCHEMA_DRIFT, f"values of the wrong type converted without loss ({fields})")
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "source": self.source, "format": self.fmt, "bytes": self.n_bytes,
@@ -121,7 +134,8 @@ class ReadReport:
             "records_lost": self.records_lost, "lost_kind": self.lost_kind,
             "partial": self.partial, "unreadable": self.unreadable, "reason": self.reason,
             "damage": [{"kind": d.kind, "detail": d.detail, "offset": d.offset} for d in self.damage],
-            "dropped_by": dict(self.dropped_by), "missing_fields": list(self.missing_fields),
+            "dropped_by": dict(self.dropped_by), "coerced": dict(self.coerced),
+            "missing_fields": list(self.missing_fields),
             "unknown_fields": list(self.unknown_fields),
         }
 
@@ -203,10 +217,11 @@ def coercer(t: pa.DataType) -> Callable[[Any], Any]:
     return _to_str
 
 
-def column_array(values: list, t: pa.DataType) -> tuple[pa.Array, list[int]]:
-    """``values`` as an Arrow array of type ``t``, and the indices of values that could not be coerced."""
+def column_array(values: list, t: pa.DataType) -> tuple[pa.Array, list[int], int]:
+    """``values`` as an Arrow array of type ``t``, the indices of values that could not be coerced,
+    and how many values were converted from another type."""
     try:
-        return pa.array(values, type=t), []
+        return pa.array(values, type=t), [], 0
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
         pass
     conv = coercer(t)
@@ -214,13 +229,16 @@ def column_array(values: list, t: pa.DataType) -> tuple[pa.Array, list[int]]:
     check_range = pa.types.is_integer(t)
     out: list = []
     bad: list[int] = []
+    changed = 0
     for i, v in enumerate(values):
         c = None if v is None else conv(v)
         if c is _BAD or (check_range and c is not None and not lo <= c < hi):
             bad.append(i)
             c = None
+        elif c is not None and type(c) is not type(v) and not (isinstance(c, float) and type(v) is int):
+            changed += 1                       # (an int where a double is due is no drift)
         out.append(c)
-    return pa.array(out, type=t), bad
+    return pa.array(out, type=t), bad, changed
 
 
 def columns_to_batch(columns: dict[str, Sequence], n: int, schema: pa.Schema, report: ReadReport,
@@ -237,8 +255,10 @@ def columns_to_batch(columns: dict[str, Sequence], n: int, schema: pa.Schema, re
         if values is None:
             arrays.append(pa.nulls(n, f.type))
             continue
-        arr, bad = column_array(values if isinstance(values, list) else list(values), f.type)
+        arr, bad, changed = column_array(values if isinstance(values, list) else list(values), f.type)
         arrays.append(arr)
+        if changed:
+            report.coerced[f.name] = report.coerced.get(f.name, 0) + changed
         for i in bad:
             why.setdefault(i, f"bad_type:{f.name}")
     batch = pa.RecordBatch.from_arrays(arrays, schema=schema)

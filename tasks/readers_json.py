@@ -13,7 +13,9 @@ import zlib
 from types import ModuleType
 from typing import BinaryIO, Iterator
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from smartcache.tasks.readers_base import (BAD_GZIP, BAD_JSON, ESTIMATE, EXACT, LOWER_BOUND, REQUIRED_FIELDS,
@@ -21,7 +23,7 @@ from smartcache.tasks.readers_base import (BAD_GZIP, BAD_JSON, ESTIMATE, EXACT, 
 from smartcache.tasks.schema import RAW_ARROW_SCHEMA
 
 READ_BYTES = 1 << 20           # compressed bytes read at a time
-FEED_BYTES = 64 << 10          # ... and fed to zlib at a time: on damage, at most this much output is lost
+OUT_STEP = 64 << 10            # decompressed bytes per zlib call: on damage at most this much output is lost
 CHUNK_BYTES = 16 << 20         # decompressed bytes parsed at a time
 LEAF_BYTES = 64 << 10          # below this, a rejected piece is parsed line by line
 ARROW_BLOCK = 4 << 20          # Arrow parses blocks of this size in parallel
@@ -55,6 +57,8 @@ class JsonReader:
         self.damaged_at: int | None = None   # compressed offset of mid-stream damage
         self.sampled = False
         self.slow_all = False      # the first record showed drift: parse every chunk line by line
+        self.required = [f for f in REQUIRED_FIELDS if schema.get_field_index(f) >= 0]
+        self.good_lines = self.good_line_bytes = 0
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         pending = b""
@@ -69,16 +73,17 @@ class JsonReader:
             if self.clean_end:
                 yield from self._chunk(pending)       # last line without a newline
             else:
-                yield from self._tail(pending)
+                cut = pending.rfind(b"\n") + 1       # whole lines, then the cut-off last one
+                if cut:
+                    yield from self._chunk(pending[:cut])
+                if pending[cut:].strip():
+                    yield from self._tail(pending[cut:])
         if self.damaged_at is not None:
             self._estimate_rest()
-        if self.report.records_dropped and SCHEMA_DRIFT not in self.report.kinds:
-            worst = max(self.report.dropped_by.items(), key=lambda kv: kv[1])
-            self.report.add(SCHEMA_DRIFT, f"{self.report.records_dropped} records unusable (most: {worst[0]} x{worst[1]})")
 
     # -- bytes ----------------------------------------------------------------------------------
     def _decompressed(self) -> Iterator[bytes]:
-        r = self.report
+        """Decompressed bytes, in small steps so that damage costs at most OUT_STEP bytes of output."""
         if not self.gzipped:
             while data := self.fo.read(READ_BYTES):
                 self.consumed += len(data)
@@ -87,42 +92,32 @@ class JsonReader:
         z = self.zlib
         d = z.decompressobj(31)
         member_start = True
-        while True:
-            data = self.fo.read(READ_BYTES)
-            if not data:
-                break
-            view = memoryview(data)
-            while len(view):
-                piece, view = view[:FEED_BYTES], view[FEED_BYTES:]
-                while len(piece):
-                    at = self.consumed
-                    self.consumed += len(piece)
-                    if member_start and not bytes(piece).strip(b"\0"):
-                        break                         # zero padding after the last member
-                    try:
-                        out = d.decompress(piece)
-                    except z.error as e:
-                        self._gzip_damage(str(e), at)
-                        return
-                    member_start = False
-                    if out:
-                        yield out
-                    piece = memoryview(d.unused_data) if d.eof else memoryview(b"")
-                    if d.eof:
-                        self.consumed -= len(piece)   # counted again when fed to the next member
-                        d = z.decompressobj(31)
-                        member_start = True
+        while data := self.fo.read(READ_BYTES):
+            base = self.consumed
+            self.consumed += len(data)
+            pending = data
+            while pending:
+                if member_start and not pending.strip(b"\0"):
+                    break                         # zero padding after the last member
+                try:
+                    out = d.decompress(pending, OUT_STEP)
+                except z.error as e:
+                    self._gzip_damage(str(e), base + len(data) - len(pending))
+                    return
+                member_start = False
+                if out:
+                    yield out
+                if d.eof:
+                    pending = d.unused_data       # another gzip member follows
+                    d = z.decompressobj(31)
+                    member_start = True
+                else:
+                    pending = d.unconsumed_tail
         if not member_start:
-            try:
-                out = d.flush()
-            except z.error:
-                out = b""
-            if out:
-                yield out
             self.clean_end = False
-            r.add(TRUNCATED_GZIP, f"gzip stream ends before its end marker (after {self.consumed} bytes)",
-                  self.consumed)
-            r.lose(0, LOWER_BOUND)             # what followed the cut is unknowable
+            self.report.add(TRUNCATED_GZIP, f"gzip stream ends before its end marker (after {self.consumed} bytes)",
+                            self.consumed)
+            self.report.lose(0, LOWER_BOUND)       # what followed the cut is unknowable
 
     def _gzip_damage(self, message: str, at: int) -> None:
         self.clean_end = False
@@ -151,18 +146,26 @@ class JsonReader:
             yield from self._slow(chunk, 0, len(chunk))
             return
         buf = pa.py_buffer(chunk)
+        line_len = len(chunk) / max(chunk.count(b"\n"), 1)     # typical line length, to size garbage lines
         for table in self._robust(chunk, buf, 0, len(chunk)):
+            self.good_lines += table.num_rows
+            self.good_line_bytes += table.num_rows * line_len
             for batch in table.to_batches(max_chunksize=self.batch_size):
                 self.report.records_read += batch.num_rows
                 yield batch
 
     def _robust(self, chunk: bytes, buf: pa.Buffer, a: int, b: int) -> Iterator[pa.Table]:
         try:
-            yield pj.read_json(pa.BufferReader(buf.slice(a, b - a)), read_options=self.read_opts,
-                               parse_options=self.parse_opts)
-            return
+            table = pj.read_json(pa.BufferReader(buf.slice(a, b - a)), read_options=self.read_opts,
+                                 parse_options=self.parse_opts)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            pass
+            table = None
+        if table is not None:
+            if any(table[f].null_count for f in self.required):
+                table = self._required_present(chunk[a:b], table)
+            if table is not None:
+                yield table
+                return
         mid = chunk.find(b"\n", a + (b - a) // 2, b - 1) + 1
         if b - a <= LEAF_BYTES or mid <= a:
             yield from (pa.Table.from_batches([bt]) for bt in self._slow_batches(chunk, a, b))
@@ -170,13 +173,35 @@ class JsonReader:
         yield from self._robust(chunk, buf, a, mid)
         yield from self._robust(chunk, buf, mid, b)
 
+    def _required_present(self, piece: bytes, table: pa.Table) -> pa.Table | None:
+        """Rows with a null required field: drop (as drift) those whose line lacks the key entirely.
+
+        Arrow reads an absent key as null; a producer that renamed or removed a field mid-file shows
+        up only this way. Returns None when rows cannot be matched to lines (then parse slowly).
+        """
+        lines = [ln for ln in piece.split(b"\n") if ln.strip()]
+        if len(lines) != table.num_rows:
+            return None
+        null_any = None
+        for f in self.required:
+            m = table[f].is_null()
+            null_any = m if null_any is None else pc.or_(null_any, m)
+        keep = np.ones(table.num_rows, dtype=bool)
+        for i in np.flatnonzero(null_any.to_numpy(zero_copy_only=False)):
+            obj = json.loads(lines[i])
+            absent = [f for f in self.required if f not in obj]
+            if absent:
+                keep[i] = False
+                self.report.drop(f"missing:{absent[0]}")
+        return table if keep.all() else table.filter(pa.array(keep))
+
     def _slow(self, chunk: bytes, a: int, b: int) -> Iterator[pa.RecordBatch]:
         for batch in self._slow_batches(chunk, a, b):
             self.report.records_read += batch.num_rows
             yield batch
 
     def _slow_batches(self, chunk: bytes, a: int, b: int) -> Iterator[pa.RecordBatch]:
-        rows, bad = [], 0
+        rows, bad, bad_bytes, good_bytes = [], 0, 0, 0
         for line in chunk[a:b].split(b"\n"):
             if not line.strip():
                 continue
@@ -186,19 +211,34 @@ class JsonReader:
                 obj = None
             if isinstance(obj, dict):
                 rows.append(obj)
+                good_bytes += len(line) + 1
             else:
                 bad += 1
+                bad_bytes += len(line) + 1
             if len(rows) >= self.batch_size:
                 yield rows_to_batch(rows, self.schema, self.report)
                 rows = []
+        self.good_lines += len(rows)
+        self.good_line_bytes += good_bytes
         if bad:
-            self.report.add(BAD_JSON, f"{bad} line(s) are not JSON objects", None)
-            self.report.lose(bad, EXACT)
+            self._lose_lines(bad, bad_bytes)
         if rows:
             yield rows_to_batch(rows, self.schema, self.report)
 
+    def _lose_lines(self, bad: int, bad_bytes: int) -> None:
+        """Unparseable lines: one record each, unless a line is far longer than a record (garbage
+        that swallowed the newlines of many records): then estimate from the typical line length."""
+        typical = self.good_line_bytes / self.good_lines if self.good_lines else None
+        estimate = round(bad_bytes / typical) if typical else bad
+        self.report.add(BAD_JSON, f"{bad} line(s) ({bad_bytes} bytes) are not JSON objects", None)
+        if estimate > 2 * bad:
+            self.report.lose(estimate, ESTIMATE)
+        else:
+            self.report.lose(bad, EXACT)
+
     def _tail(self, tail: bytes) -> Iterator[pa.RecordBatch]:
-        """The unterminated last line of a damaged stream: keep it only if it is a whole record."""
+        """The unterminated end of a damaged stream: keep it if it is a whole record, else count it
+        lost (as many records as its length holds, when damage made one long garbage line)."""
         try:
             obj = json.loads(tail)
         except ValueError:
@@ -207,6 +247,11 @@ class JsonReader:
             batch = rows_to_batch([obj], self.schema, self.report)
             self.report.records_read += batch.num_rows
             yield batch
+            return
+        typical = self.good_line_bytes / self.good_lines if self.good_lines else None
+        if typical and len(tail) > 2 * typical:
+            self.report.add(BAD_JSON, f"{len(tail)} bytes of garbage at the end of the stream", None)
+            self.report.lose(round(len(tail) / typical), ESTIMATE)
         else:
             self.report.lose(1, LOWER_BOUND)
 

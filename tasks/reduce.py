@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -111,12 +112,43 @@ def output_path(out_dir: Path, prefix: str, day: dt.date) -> Path:
     return out_dir / prefix / f"year={day.year}" / f"month={day.month}" / f"day={day.day}" / "part-00000.parquet"
 
 
+def manifest_counts(sources: Sequence[str]) -> dict[str, int]:
+    """Expected record counts of sources listed in a ``_manifest.json`` beside their ``year=`` tree.
+
+    The generator writes one; with it a damaged partition's lost-record count is exact.
+    """
+    roots: dict[str, dict[str, int]] = {}
+    out = {}
+    for src in sources:
+        i = src.find("/year=")
+        if i < 0:
+            continue
+        root = src[:i]
+        if root not in roots:
+            roots[root] = _load_manifest(root + "/_manifest.json")
+        n = roots[root].get(src[i + 1:])
+        if n is not None:
+            out[src] = n
+    return out
+
+
+def _load_manifest(url: str) -> dict[str, int]:
+    try:
+        with fsspec.open(url, "rt") as f:
+            doc = json.load(f)
+        return {p["path"]: int(p["records"]) for p in doc.get("partitions", [])}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}                 # no (usable) manifest: counts of lost records stay estimates
+
+
 def reduce_partitions(sources: list[str], out_dir: Path, store: Store | None, run_id: int | None,
                       sites: list[str] | None = None, region: str | None = None, *, prefix: str | None = None,
-                      batch_size: int = DEFAULT_BATCH, progress: bool = False) -> "ReduceResult":
+                      batch_size: int = DEFAULT_BATCH, progress: bool = False,
+                      use_manifest: bool = True) -> "ReduceResult":
     """Reduce ``sources`` (paths or fsspec URLs) into per-day Parquet under ``out_dir``; see module doc."""
     if not sources:
         raise SourceError("no sources to reduce")
+    expected = manifest_counts(sources) if use_manifest else {}
     out_dir = Path(out_dir)
     prefix = prefix or default_prefix(sites, region)
     filt = SiteFilter.of(sites, region)
@@ -128,16 +160,17 @@ def reduce_partitions(sources: list[str], out_dir: Path, store: Store | None, ru
     items = sorted(groups.items(), key=lambda kv: (str(kv[0])))
     for key, srcs in _progress(items, progress):
         day = key if isinstance(key, dt.date) else None
-        results.append(_reduce_day(day, sorted(srcs), out_dir, prefix, filt, store, run_id, batch_size))
+        results.append(_reduce_day(day, sorted(srcs), out_dir, prefix, filt, store, run_id, batch_size, expected))
     return ReduceResult(tuple(results))
 
 
 def _reduce_day(day: dt.date | None, sources: list[str], out_dir: Path, prefix: str, filt: SiteFilter,
-                store: Store | None, run_id: int | None, batch_size: int) -> PartitionResult:
+                store: Store | None, run_id: int | None, batch_size: int,
+                expected: dict[str, int]) -> PartitionResult:
     agg, counts, reports = Aggregator(), Counts(), []
     ts_days: Counter[int] = Counter()
     for src in sources:
-        part = read_partition(src, batch_size=batch_size)
+        part = read_partition(src, batch_size=batch_size, expected_records=expected.get(src))
         for batch in part:
             t, c = filter_batch(batch, filt)
             counts.add(c)
@@ -255,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--region", help="keep only sites of this country code (e.g. IT, or IT,US)")
     p.add_argument("--prefix", help="dataset/dir prefix (default: 'reduced', tagged by the filters)")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH)
+    p.add_argument("--no-manifest", action="store_true", help="ignore a _manifest.json beside the partitions")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -274,7 +308,8 @@ def main(argv: list[str] | None = None) -> int:
         store = None if args.no_catalog else open_store(args.catalog_url or cfg.catalog_url, migrate=True)
         out = args.out or cfg.data_root
         res = reduce_partitions(sources, out, store, args.run_id, args.site or None, args.region,
-                                prefix=args.prefix, batch_size=args.batch_size, progress=not args.no_progress)
+                                prefix=args.prefix, batch_size=args.batch_size, progress=not args.no_progress,
+                                use_manifest=not args.no_manifest)
     except SmartcacheError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

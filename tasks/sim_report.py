@@ -25,17 +25,26 @@ def format_table(results: Sequence[SimResult]) -> str:
     return "\n".join(lines)
 
 
+MAX_PANELS = 6
+
+
 def plot_byte_hit_ratio(results: Sequence[SimResult], path: str | Path, title: str | None = None) -> Path:
-    """PNG: byte hit ratio vs cache size, one line per policy, one panel per site."""
+    """PNG: byte hit ratio vs cache size, one line per policy, one panel per site.
+
+    With more than ``MAX_PANELS`` sites only the all-sites panel (site ``*``) is drawn, if there is one.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from matplotlib.ticker import FuncFormatter, NullFormatter
+    from matplotlib.ticker import NullFormatter
 
     path = Path(path)
     sites = list(dict.fromkeys(r.site for r in results))
+    if len(sites) > MAX_PANELS and "*" in sites:
+        sites = ["*"]
     cols = min(3, max(1, len(sites)))
     rows = (len(sites) + cols - 1) // cols
-    fig = Figure(figsize=(5.2 * cols, 3.8 * rows), layout="constrained")
+    height = 3.8 * rows + (0.4 if title and len(sites) > 1 else 0)
+    fig = Figure(figsize=(5.2 * cols, height))
     FigureCanvasAgg(fig)
     for k, site in enumerate(sites):
         ax = fig.add_subplot(rows, cols, k + 1)
@@ -46,14 +55,21 @@ def plot_byte_hit_ratio(results: Sequence[SimResult], path: str | Path, title: s
             ax.plot([p[0] / 1e12 for p in pts], [p[1] for p in pts], marker="o", label=policy)
         if len(sizes) > 1 and sizes[0] > 0 and sizes[-1] / sizes[0] >= 10:
             ax.set_xscale("log")
-            ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
             ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_xlabel("cache size (TB)")
+        if len(sizes) <= 8:   # tick the simulated sizes themselves
+            ax.set_xticks([x / 1e12 for x in sizes], [format_size(x) for x in sizes], fontsize="small")
+            ax.set_xlabel("cache size")
+        else:
+            ax.set_xlabel("cache size (TB)")
         ax.set_ylabel("byte hit ratio")
-        ax.set_title("all sites" if site == "*" else site)
+        name = "all sites" if site == "*" else site
+        ax.set_title(f"{title}: {name}" if title and len(sites) == 1 else name)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize="small")
-    if title:
+    # fixed margins in inches: constrained layout costs seconds with many panels
+    fig.subplots_adjust(left=0.75 / (5.2 * cols), right=1 - 0.2 / (5.2 * cols), bottom=0.55 / height,
+                        top=1 - (0.75 if title and len(sites) > 1 else 0.4) / height, wspace=0.3, hspace=0.45)
+    if title and len(sites) > 1:
         fig.suptitle(title)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png", dpi=110)

@@ -47,7 +47,10 @@ class TrainResult:
 
 
 def feature_columns() -> list[str]:
-    from smartcache.tasks.features import FEATURE_COLUMNS
+    try:
+        from smartcache.tasks.features import FEATURE_COLUMNS
+    except ImportError:  # the feature step's core, before its task module
+        from smartcache.tasks.feat_core import FEATURE_COLUMNS
     return list(FEATURE_COLUMNS)
 
 
@@ -107,7 +110,7 @@ def train(store: Store, features: str, name: str = DEFAULT_NAME, *, horizon: int
 
     op = D.operating_point(y_va, s_va)
     metrics = {"auc": D.roc_auc(y_va, s_va), **op, "n_train": int(len(tr)), "n_val": int(len(split.val)),
-               "n_train_available": int(len(split.train)), "n_unlabelled": rows.n_unlabelled,
+               "n_train_available": int(len(split.train)), "n_dropped": rows.n_dropped,
                "positive_rate": float(y_tr.mean()), "positive_rate_val": float(y_va.mean()),
                "epochs": result.epochs_run, "best_epoch": result.best_epoch,
                "fit_seconds": round(result.seconds, 2), "seconds": round(time.perf_counter() - t_start, 2),

@@ -2,8 +2,11 @@
 
 The feature table (``tasks/features``) has one row per (decision day, site, file): the model's input
 columns (``FEATURE_COLUMNS``), a ``day`` and a binary ``label`` ("read again at this site within
-``horizon`` days after ``day``"). Rows whose label window runs past the end of the data are not
-labelled yet: they are dropped here (null label, or ``day + horizon > last day``).
+``horizon`` days after ``day``"). Rows whose label window runs past the end of the data (or over a
+missing day) are not labelled yet: they are dropped here (``label_complete`` false, null label, or
+``day + horizon > last day``). Rows whose look-back windows start before the data
+(``history_complete`` false) are dropped too when complete ones exist: their counts are truncated,
+unlike those of every row the model will score later.
 
 The split is by time, never shuffled across it: validation = the last ``val_fraction`` of the
 labelled days; training = the days before, *purged* of the last ``horizon`` days before validation,
@@ -28,6 +31,8 @@ from smartcache.catalog.errors import Invalid
 
 DAY_COLUMN = "day"
 LABEL_COLUMN = "label"
+LABEL_COMPLETE = "label_complete"       # false: the label window is cut by the end of the data or a gap
+HISTORY_COMPLETE = "history_complete"   # false: the look-back windows start before the data do
 EPOCH = date(1970, 1, 1)
 
 
@@ -38,7 +43,7 @@ class LabelledRows:
     day: np.ndarray        # int32 day number (days since 1970-01-01)
     features: tuple[str, ...]
     last_day: int          # last day the table covers (labels are complete up to last_day - horizon)
-    n_unlabelled: int      # rows dropped because their label window is incomplete
+    n_dropped: int         # rows dropped: label window or look-back history incomplete
 
 
 @dataclass(frozen=True)
@@ -111,19 +116,30 @@ def load_labelled(uri: str, features: Sequence[str], horizon: int, last_day: int
     for col in (DAY_COLUMN, LABEL_COLUMN):
         if col not in names:
             raise Invalid(f"feature table {uri} has no {col!r} column")
-    table = dataset.to_table(columns=[DAY_COLUMN, LABEL_COLUMN, *features])
+    flags = [c for c in (LABEL_COMPLETE, HISTORY_COMPLETE) if c in names]
+    table = dataset.to_table(columns=list(dict.fromkeys([DAY_COLUMN, LABEL_COLUMN, *flags, *features])))
     if table.num_rows == 0:
         raise Invalid(f"feature table {uri} is empty")
     day = day_numbers(table.column(DAY_COLUMN))
     last = int(day.max()) if last_day is None else int(last_day)
     label = table.column(LABEL_COLUMN)
     keep = label.is_valid().to_numpy(zero_copy_only=False) & (day + horizon <= last)
+    if LABEL_COMPLETE in flags:
+        keep &= _flag(table, LABEL_COMPLETE)
+    if HISTORY_COMPLETE in flags:
+        full = _flag(table, HISTORY_COMPLETE)
+        if (keep & full).any():
+            keep &= full
     order = np.flatnonzero(keep)
     order = order[np.argsort(day[order], kind="stable")]
     kept = table.take(pa.array(order))
     y = kept.column(LABEL_COLUMN).cast(pa.int8()).to_numpy(zero_copy_only=False)
     return LabelledRows(feature_matrix(kept, features), y, day[order], tuple(features), last,
                         int(table.num_rows - len(order)))
+
+
+def _flag(table: pa.Table, name: str) -> np.ndarray:
+    return table.column(name).fill_null(False).to_numpy(zero_copy_only=False).astype(bool)
 
 
 def time_split(day: np.ndarray, horizon: int, val_fraction: float = 0.2) -> Split:

@@ -310,6 +310,20 @@ def test_export_trace_from_raw(cli, tmp_path):
     assert res.exit_code == 0, res.output
 
 
+def test_export_trace_keeps_going_past_a_damaged_partition(cli, tmp_path):
+    raw = tmp_path / "raw"
+    n = _write_raw(raw)
+    bad = raw / partition_path(2026, 9, 23, "avro")
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"Obj\x01 this is not avro")
+    out = tmp_path / "t.csv"
+    res = cli("export", "trace", "--raw", str(raw), "--out", str(out), "--json")
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output[res.output.index("{"):])
+    assert data["rows"] == n and data["partitions"] == 3
+    assert len(data["damaged"]) == 1 and "day=23" in data["damaged"][0]
+
+
 def test_export_trace_user_errors(cli, tmp_path):
     _one_line_error(cli("export", "trace", "--out", str(tmp_path / "x.csv")), "--raw")
     (tmp_path / "empty").mkdir()

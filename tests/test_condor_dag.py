@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import click
 import pytest
 from click.testing import CliRunner
 
-from condor_fixtures import condor_pool, condor_tmp_path  # noqa: F401  (until conftest imports them)
+from condor_fixtures import condor_pool  # noqa: F401  (until conftest imports it)
 from dagkit import counts, noop_workflow
 from smartcache.catalog import load_config
 from smartcache.condor import dag as dagmod
@@ -26,7 +29,17 @@ TIMEOUT = 180
 
 
 @pytest.fixture
-def cfg(condor_pool, condor_tmp_path, monkeypatch):
+def condor_tmp_path(condor_pool):
+    """A dir the pool's job user can enter, outside /tmp/pytest-of-root: any pytest session that
+    starts meanwhile (another developer's, say) resets that one to 0700 and the jobs lose it."""
+    path = Path(tempfile.mkdtemp(prefix="smartcache-dag-test-", dir="/tmp"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def cfg(condor_tmp_path, monkeypatch):
     for var in [v for v in os.environ if v.startswith("SMARTCACHE_") and v != "SMARTCACHE_POOL_ROOT"]:
         monkeypatch.delenv(var)
     monkeypatch.setenv("SMARTCACHE_HOME", str(condor_tmp_path / "home"))

@@ -141,7 +141,7 @@ def test_tflite_upload_and_mismatched_width_is_refused(env, built):
 
 
 @pytest.mark.parametrize("model,params,name,message", [
-    (b"\x00TFL3garbage-not-a-flatbuffer-at-all" * 4, None, "cachemodel", "TFLite"),
+    (b"\x1c\x00\x00\x00TFL3" + b"garbage-not-a-flatbuffer" * 4, None, "cachemodel", "TFLite"),
     (b"PK\x03\x04keras", None, "cachemodel", "Keras"),
     (b"", None, "cachemodel", "empty"),
     (None, b"{not json", "cachemodel", "JSON"),
@@ -203,7 +203,7 @@ def test_tar_slip_bundles_are_refused(env, tmp_path, case):
 
 def test_decompression_bomb_is_refused(tmp_path):
     app, store = make_app(tmp_path, max_upload_bytes=200_000)
-    bomb = tarball([member("cachemodel/"), member("cachemodel/saved_model.pb", data=b"\0" * 2_000_000)])
+    bomb = tarball([member("cachemodel/", tarfile.DIRTYPE, None), member("cachemodel/saved_model.pb", data=b"\0" * 2_000_000)])
     assert len(bomb) < 200_000
     r = app.test_client().post("/upload", data=bomb, headers={"Content-Encoding": "gzip"})
     assert r.status_code == 400 and "more than" in r.get_json()["error"]

@@ -44,7 +44,7 @@ def test_rows_with_incomplete_horizon_are_dropped(tmp_path):
     name = register_features(store, tmp_path / "f.parquet", n_files=300, n_days=20)
     rows = D.load_labelled(store.get_dataset(name).uri, COLUMNS, horizon=7)
     last = rows.last_day
-    assert rows.day.max() + 7 <= last and rows.n_unlabelled > 0
+    assert rows.day.max() + 7 <= last and rows.n_dropped > 0
     assert set(np.unique(rows.y)) == {0, 1}
     store.close()
 

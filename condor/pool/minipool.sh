@@ -259,7 +259,7 @@ cmd_start() {
       --inh-caps=+dac_override,+fowner --ambient-caps=+dac_override,+fowner -- \
       /usr/bin/env -i HOME="/home/$JOB_USER" USER="$JOB_USER" LOGNAME="$JOB_USER" \
       PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 \
-      /usr/sbin/condor_master -pidfile "$STATE/run/master.pid"
+      /usr/sbin/condor_master -pidfile "$STATE/run/master.pid" 9>&-   # the master must not hold our lock
   fi
   local t0=$SECONDS
   until pool_ads_present; do

@@ -1,0 +1,206 @@
+"""Reduction throughput: smartcache's reduce (JSON-lines and Avro) vs PySpark local[N] on the same JSON.
+
+Generates the logs once (both formats, same seed, so the same records), then runs each contender in
+its own process so that peak memory is its own:
+
+- ours/json, ours/avro: ``reduce_partitions`` over every daily partition (no catalog);
+- spark/json: Spark's JSON reader with the projected schema, the same filters and the same
+  (day, site, file) aggregation, written as zstd Parquet; run twice in one session (cold: includes
+  JIT warm-up; warm: steady state), session start-up timed apart.
+
+Reported per contender: wall time, records/s, CPU seconds and records/s per core (records divided
+by CPU seconds: for Spark the JVM's own CPU time from /proc), peak RSS, and the output row count
+(which must agree: it is the same reduction). Spark has no Avro reader here (spark-avro is a Maven
+artifact), so Avro is ours only.
+
+    python benchmarks/bench_reduce.py --small            # 3 days at scale 0.2: a quick check
+    python benchmarks/bench_reduce.py --days 14 --scale 1 --data /tmp/bench-logs
+Needs ``pip install pyspark`` (and Java 17) for the Spark side; ``--no-spark`` skips it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve()
+
+
+def _cpu_self() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def generate(data: Path, days: int, scale: float, seed: int) -> dict:
+    from smartcache.tasks.generate import generate_logs
+    out = {}
+    for fmt in ("json", "avro"):
+        root = data / fmt
+        stamp = root / "_bench.json"
+        want = {"days": days, "scale": scale, "seed": seed}
+        if stamp.exists() and json.loads(stamp.read_text()) == want:
+            print(f"reusing {fmt} logs in {root}", file=sys.stderr)
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+            t = time.perf_counter()
+            generate_logs(root, start="2026-04-01", days=days, fmt=fmt, scale=scale, seed=seed)
+            stamp.write_text(json.dumps(want))
+            print(f"generated {fmt} logs in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+        manifest = json.loads((root / "_manifest.json").read_text())
+        out[fmt] = {"records": manifest["totals"]["records"],
+                    "bytes": sum(p.stat().st_size for p in root.rglob("part-*"))}
+    return out
+
+
+# -- workers (each in its own process) -------------------------------------------------------------
+def worker_ours(src: Path, out: Path) -> dict:
+    import pyarrow as pa
+
+    from smartcache.tasks.readers import list_partitions
+    from smartcache.tasks.reduce import reduce_partitions
+    sources = list_partitions(src)
+    c0, t0 = _cpu_self(), time.perf_counter()
+    res = reduce_partitions(sources, out, None, None)
+    wall, cpu = time.perf_counter() - t0, _cpu_self() - c0
+    return {"records": res.records_read, "kept": res.records_kept, "rows": sum(p.n_rows for p in res.partitions),
+            "wall": wall, "cpu": cpu, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "arrow_peak_mb": pa.default_memory_pool().max_memory() / 2**20}
+
+
+def _proc_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _proc_hwm_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def worker_spark(src: Path, out: Path, cores: int) -> dict:
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from pyspark.sql import SparkSession, functions as F, types as T
+    t0 = time.perf_counter()
+    spark = (SparkSession.builder.master(f"local[{cores}]").appName("bench-reduce")
+             .config("spark.ui.enabled", "false").config("spark.driver.memory", "2g")
+             .config("spark.sql.shuffle.partitions", str(max(cores * 2, 2))).getOrCreate())
+    spark.sparkContext.setLogLevel("ERROR")
+    startup = time.perf_counter() - t0
+    jvm = spark.sparkContext._gateway.proc.pid
+    schema = T.StructType([T.StructField(n, t) for n, t in [
+        ("FileName", T.StringType()), ("InputCollection", T.StringType()), ("SiteName", T.StringType()),
+        ("Type", T.StringType()), ("SuccessFlag", T.IntegerType()), ("JobExecExitCode", T.IntegerType()),
+        ("FileSize", T.LongType()), ("JobId", T.StringType()), ("UserId", T.LongType()), ("TaskId", T.LongType()),
+        ("WrapCPU", T.DoubleType()), ("WrapWC", T.DoubleType()), ("StartedRunningTimeStamp", T.LongType()),
+        ("FinishedTimeStamp", T.LongType()), ("JobExecExitTimeStamp", T.LongType()), ("ProtocolUsed", T.StringType())]])
+
+    def run(dest: str) -> tuple[int, int]:
+        df = spark.read.schema(schema).json(str(src))          # discovers year=/month=/day= partitions
+        ok = F.coalesce(F.col("SuccessFlag") == 1, F.col("JobExecExitCode") == 0)
+        df = df.where((F.lower("Type") == "analysis") & ok & (F.col("FileSize") > 0)
+                      & (F.length("FileName") > 0) & (F.length("SiteName") > 0))
+        ts = F.coalesce("StartedRunningTimeStamp", "FinishedTimeStamp", "JobExecExitTimeStamp")
+        g = df.groupBy("year", "month", "day", "SiteName", "FileName").agg(
+            F.max("InputCollection").alias("dataset"), F.max("FileSize").alias("size"),
+            F.count(F.lit(1)).alias("n_access"), F.countDistinct("JobId").alias("n_jobs"),
+            F.countDistinct("UserId").alias("n_users"), F.countDistinct("TaskId").alias("n_tasks"),
+            F.sum(F.coalesce("WrapCPU", F.lit(0.0))).alias("cpu_s"), F.sum(F.coalesce("WrapWC", F.lit(0.0))).alias("wall_s"),
+            F.min(ts).alias("first_ts"), F.max(ts).alias("last_ts"),
+            F.avg((F.lower("ProtocolUsed") == "local").cast("double")).alias("local_frac"))
+        g.write.mode("overwrite").option("compression", "zstd").partitionBy("year", "month", "day").parquet(dest)
+        return spark.read.parquet(dest).count(), 0
+
+    result: dict = {"startup": startup}
+    for label in ("cold", "warm"):
+        c0, t0 = _proc_cpu(jvm), time.perf_counter()
+        rows, _ = run(str(out / label))
+        result[label] = {"wall": time.perf_counter() - t0, "cpu": _proc_cpu(jvm) - c0, "rows": rows}
+    result["peak_rss_mb"] = _proc_hwm_mb(jvm)
+    spark.stop()
+    return result
+
+
+def _sub(args: list[str]) -> dict:
+    proc = subprocess.run([sys.executable, str(HERE), *args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"worker {args[:2]} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--days", type=int, default=14)
+    ap.add_argument("--scale", type=float, default=1.0)
+    ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--small", action="store_true", help="3 days at scale 0.2")
+    ap.add_argument("--data", type=Path, help="where to keep the generated logs (reused when they match)")
+    ap.add_argument("--spark-cores", type=int, default=2)
+    ap.add_argument("--no-spark", action="store_true")
+    ap.add_argument("--worker", choices=["ours", "spark"], help=argparse.SUPPRESS)
+    ap.add_argument("--src", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.worker == "ours":
+        print(json.dumps(worker_ours(a.src, a.out)))
+        return 0
+    if a.worker == "spark":
+        print(json.dumps(worker_spark(a.src, a.out, a.spark_cores)))
+        return 0
+    if a.small:
+        a.days, a.scale = 3, 0.2
+    data = a.data or Path(tempfile.mkdtemp(prefix="bench-reduce-"))
+    data.mkdir(parents=True, exist_ok=True)
+    sizes = generate(data, a.days, a.scale, a.seed)
+    work = Path(tempfile.mkdtemp(prefix="bench-reduce-out-"))
+    try:
+        res = {fmt: _sub(["--worker", "ours", "--src", str(data / fmt), "--out", str(work / fmt)])
+               for fmt in ("json", "avro")}
+        spark = None if a.no_spark else _sub(["--worker", "spark", "--src", str(data / "json"),
+                                              "--out", str(work / "spark"), "--spark-cores", str(a.spark_cores)])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        if a.data is None:
+            shutil.rmtree(data, ignore_errors=True)
+    report(a, sizes, res, spark)
+    return 0
+
+
+def report(a, sizes: dict, ours: dict, spark: dict | None) -> None:
+    n = sizes["json"]["records"]
+    print(f"reduction of {n:,} records ({a.days} days, scale {a.scale}); json.gz {sizes['json']['bytes'] / 2**20:.0f} MiB, "
+          f"avro {sizes['avro']['bytes'] / 2**20:.0f} MiB; machine: {os.cpu_count()} cores")
+    print(f"{'contender':<22}{'wall s':>9}{'rec/s':>11}{'CPU s':>9}{'rec/s/core':>12}{'peak RSS MB':>13}{'rows':>10}")
+    lines = []
+    for fmt in ("json", "avro"):
+        r = ours[fmt]
+        lines.append((f"ours {fmt}", r["wall"], r["cpu"], r["peak_rss_mb"], r["rows"]))
+    if spark:
+        for label in ("cold", "warm"):
+            s = spark[label]
+            lines.append((f"spark local[{a.spark_cores}] {label}", s["wall"], s["cpu"], spark["peak_rss_mb"], s["rows"]))
+    for name, wall, cpu, rss, rows in lines:
+        print(f"{name:<22}{wall:>9.2f}{n / wall:>11,.0f}{cpu:>9.2f}{n / cpu:>12,.0f}{rss:>13.0f}{rows:>10,}")
+    if spark:
+        print(f"spark session start-up: {spark['startup']:.1f} s (not in the figures above)")
+        j, w, c = ours["json"], spark["warm"], spark["cold"]
+        print(f"ratio ours-json / spark-warm: wall {w['wall'] / j['wall']:.2f}x, per core {w['cpu'] / j['cpu']:.2f}x")
+        print(f"ratio ours-json / spark-cold: wall {c['wall'] / j['wall']:.2f}x, per core {c['cpu'] / j['cpu']:.2f}x")
+        print(f"ratio ours-json / spark-cold incl. start-up: wall {(c['wall'] + spark['startup']) / j['wall']:.2f}x")
+        print(f"ratio ours-avro / spark-warm(json): wall {w['wall'] / ours['avro']['wall']:.2f}x, "
+              f"per core {w['cpu'] / ours['avro']['cpu']:.2f}x")
+        if not (j["rows"] == ours["avro"]["rows"] == w["rows"]):
+            print(f"WARNING: row counts differ: ours json {j['rows']}, avro {ours['avro']['rows']}, spark {w['rows']}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
