@@ -18,8 +18,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from smartcache.tasks import sim_policies as K
 from smartcache.tasks.cachesim import read_trace_csv, replay
 from smartcache.tasks.sim_oracle import in_units, write_oracle_general

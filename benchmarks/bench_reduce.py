@@ -114,7 +114,8 @@ def worker_spark(src: Path, out: Path, cores: int) -> dict:
             F.max("InputCollection").alias("dataset"), F.max("FileSize").alias("size"),
             F.count(F.lit(1)).alias("n_access"), F.countDistinct("JobId").alias("n_jobs"),
             F.countDistinct("UserId").alias("n_users"), F.countDistinct("TaskId").alias("n_tasks"),
-            F.sum(F.coalesce("WrapCPU", F.lit(0.0))).alias("cpu_s"), F.sum(F.coalesce("WrapWC", F.lit(0.0))).alias("wall_s"),
+            F.sum(F.coalesce("WrapCPU", F.lit(0.0))).alias("cpu_s"),
+            F.sum(F.coalesce("WrapWC", F.lit(0.0))).alias("wall_s"),
             F.min(ts).alias("first_ts"), F.max(ts).alias("last_ts"),
             F.avg((F.lower("ProtocolUsed") == "local").cast("double")).alias("local_frac"))
         g.write.mode("overwrite").option("compression", "zstd").partitionBy("year", "month", "day").parquet(dest)
@@ -177,8 +178,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def report(a, sizes: dict, ours: dict, spark: dict | None) -> None:
     n = sizes["json"]["records"]
-    print(f"reduction of {n:,} records ({a.days} days, scale {a.scale}); json.gz {sizes['json']['bytes'] / 2**20:.0f} MiB, "
-          f"avro {sizes['avro']['bytes'] / 2**20:.0f} MiB; machine: {os.cpu_count()} cores")
+    mib = {fmt: sizes[fmt]["bytes"] / 2**20 for fmt in sizes}
+    print(f"reduction of {n:,} records ({a.days} days, scale {a.scale}); json.gz {mib['json']:.0f} MiB, "
+          f"avro {mib['avro']:.0f} MiB; machine: {os.cpu_count()} cores")
     print(f"{'contender':<22}{'wall s':>9}{'rec/s':>11}{'CPU s':>9}{'rec/s/core':>12}{'peak RSS MB':>13}{'rows':>10}")
     lines = []
     for fmt in ("json", "avro"):
@@ -187,7 +189,8 @@ def report(a, sizes: dict, ours: dict, spark: dict | None) -> None:
     if spark:
         for label in ("cold", "warm"):
             s = spark[label]
-            lines.append((f"spark local[{a.spark_cores}] {label}", s["wall"], s["cpu"], spark["peak_rss_mb"], s["rows"]))
+            name = f"spark local[{a.spark_cores}] {label}"
+            lines.append((name, s["wall"], s["cpu"], spark["peak_rss_mb"], s["rows"]))
     for name, wall, cpu, rss, rows in lines:
         print(f"{name:<22}{wall:>9.2f}{n / wall:>11,.0f}{cpu:>9.2f}{n / cpu:>12,.0f}{rss:>13.0f}{rows:>10,}")
     if spark:

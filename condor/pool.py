@@ -157,7 +157,8 @@ def pool_down(root: Path | str | None = None, *, quiet: bool = False) -> None:
     """Stop the pool (elastic workers first, then condor_master by pidfile) and unmount the chroot."""
     r = pool_root(root)
     from smartcache.condor.workers import stop_all_local_workers
-    stop_all_local_workers(r)
+    if cannot_run_reason() is None:
+        stop_all_local_workers(r)      # minipool.sh would stop them too, without keeping their logs
     _run_script("down", _script_env(r, home=None, binds=(), repo=None, cpus=None, memory_mb=None,
                                     port=None), quiet)
 

@@ -8,7 +8,6 @@ a :class:`CondorError` (a :class:`SmartcacheError`), so the CLI shows one line, 
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import warnings
 from pathlib import Path
@@ -136,12 +135,9 @@ def dagman_job(cluster_id: int, cfg: Any) -> dict | None:
 def remove(cluster_id: int, cfg: Any, reason: str = "cancelled by smartcache") -> int:
     """Remove a DAGMan job (DAGMan removes its node jobs and writes a rescue DAG); return jobs removed."""
     try:
-        result = connect(cfg).act(htcondor2.JobAction.Remove, f"ClusterId == {int(cluster_id)}", reason=reason)
+        # htcondor2 25.x passes the reason on only when given as (text, code); a bare str is dropped
+        result = connect(cfg).act(htcondor2.JobAction.Remove, f"ClusterId == {int(cluster_id)}",
+                                  reason=(reason, 0))
     except htcondor2.HTCondorException as e:
         raise CondorError(f"removing cluster {cluster_id} failed: {e}") from e
     return int(result.get("TotalSuccess", 0) or 0)
-
-
-def environment_note() -> str:
-    """Where the bindings look for their configuration (for error messages)."""
-    return os.environ.get("CONDOR_CONFIG") or "HTCondor's default configuration"

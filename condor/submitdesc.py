@@ -99,6 +99,13 @@ def task_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def config_env(cfg) -> dict[str, str]:
+    """A node environment that makes a task's ``load_config()`` see the submitter's configuration,
+    whatever user and HOME the job runs under (never the token)."""
+    return {"SMARTCACHE_HOME": str(cfg.home), "SMARTCACHE_CATALOG_URL": cfg.catalog_url,
+            "SMARTCACHE_DATA": str(cfg.data_root), "PYTHONUNBUFFERED": "1"}
+
+
 def batch_name(workflow: str, run_id: int) -> str:
     return f"smartcache-{workflow}-{run_id}"
 

@@ -72,7 +72,7 @@ def decide_answer(s: Service, args: Mapping[str, str]) -> dict:
     if score is not None:
         s.metrics.decisions.labels("list", "true").inc()
         return {"store": True, "score": score, "model": listed.model, "source": "list"}
-    answer = _model_answer(s, args, listed.model, lfn, size)
+    answer = _model_answer(s, args, listed.model, site, lfn, size)
     s.metrics.decisions.labels(answer["source"], str(answer["store"]).lower()).inc()
     return answer
 
@@ -82,12 +82,12 @@ def decide() -> Response:
     return json_response(decide_answer(svc(), request.args))
 
 
-def _model_answer(s: Service, args: Mapping[str, str], list_model: str | None, lfn: str,
+def _model_answer(s: Service, args: Mapping[str, str], list_model: str | None, site: str, lfn: str,
                   size: float | None) -> dict:
     model = _decision_model(s, args, list_model)
     if model is None or not model.input_features:
         return DEFAULT_ANSWER
-    row = feature_row(lfn, model.input_features, model.feature_defaults, size)
+    row = feature_row(lfn, model.input_features, model.feature_defaults, size, site)
     if row is None:
         return DEFAULT_ANSWER
     out = model.predict(row)[0]

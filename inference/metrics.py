@@ -18,8 +18,17 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0)
 
 
+def _multiprocess_values() -> None:
+    """prometheus_client picks its value class when first imported; if that happened before
+    ``smartcache serve`` set the environment variable (a forked worker), pick again."""
+    from prometheus_client import values
+    if os.environ.get(MULTIPROC_ENV) and not getattr(values.ValueClass, "_multiprocess", False):
+        values.ValueClass = values.get_value_class()
+
+
 class Metrics:
     def __init__(self) -> None:
+        _multiprocess_values()
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter("smartcache_http_requests", "HTTP requests by route, method and status",

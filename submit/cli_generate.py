@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from smartcache.catalog.config import load_config
 from smartcache.catalog.errors import SmartcacheError
 from smartcache.tasks.generate import FORMATS, generate_logs, summary
 
@@ -32,8 +33,9 @@ def generate() -> None:
 def logs(ctx: click.Context, months: int, end: str | None, out: Path | None, fmt: str, scale: float, seed: int,
          corrupt: int, workers: int | None, progress: bool) -> None:
     """Write daily partitions year=YYYY/month=M/day=D/part-00000.{avro,json.gz} of JobMonitoring records."""
-    config = ctx.obj
-    out = out if out is not None else Path(config.data_root) / "raw"
+    if out is None:
+        config = ctx.obj if ctx.obj is not None else load_config()     # the main group passes its Config
+        out = Path(config.data_root) / "raw"
     try:
         result = generate_logs(out, months, end, fmt, scale, seed, corrupt, progress, workers=workers)
     except SmartcacheError as e:

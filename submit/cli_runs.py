@@ -79,13 +79,22 @@ def submit_reduce(ctx, months, end, source, chunk, executor, wait, no_progress):
     _go(ctx, W.reduce(_cfg(ctx), months=months, end=end, source=source, chunk=chunk), executor, wait, no_progress)
 
 
+def _newest_features(ctx: click.Context) -> str | None:
+    found = sorted(get_store(ctx).list_datasets(kind="features"), key=lambda d: d.updated)
+    return found[-1].name if found else None
+
+
 def _single(kind: str) -> click.Command:
-    @click.option("--model", default="smartcache", show_default=True, help="model name")
+    @click.option("--model", default=W.DEFAULT_MODEL, show_default=True, help="model name")
+    @click.option("--features", help="feature table (catalog name; default: the newest)")
     @click.argument("extra", nargs=-1, type=click.UNPROCESSED)
     @_run_options
     @click.pass_context
-    def cmd(ctx, model, extra, executor, wait, no_progress):
-        _go(ctx, W.single(_cfg(ctx), kind, model=model, extra=extra), executor, wait, no_progress)
+    def cmd(ctx, model, features, extra, executor, wait, no_progress):
+        if kind in ("train", "score"):
+            features = features or _newest_features(ctx)
+        plan = W.single(_cfg(ctx), kind, model=model, features=features, extra=extra)
+        _go(ctx, plan, executor, wait, no_progress)
     cmd.__doc__ = f"Run the {kind} task as a one-node DAG; arguments after -- go to the task."
     return submit.command(kind, context_settings={"ignore_unknown_options": True})(cmd)
 
@@ -96,7 +105,7 @@ for _kind in W.SINGLE:
 
 @submit.command("pipeline")
 @_month_options
-@click.option("--model", default="smartcache", show_default=True, help="model name")
+@click.option("--model", default=W.DEFAULT_MODEL, show_default=True, help="model name")
 @_run_options
 @click.pass_context
 def submit_pipeline(ctx, months, end, source, chunk, model, executor, wait, no_progress):

@@ -62,11 +62,13 @@ def simulate(ctx: click.Context, trace_path: Path, cache_sizes: str, policies: s
     wanted = parse_policies(policies)
     if threshold is not None and not math.isfinite(threshold):
         raise SmartcacheError("--threshold must be a number")
+    if not trace_path.is_file():
+        raise SmartcacheError(f"trace file not found: {trace_path}")
+    scorers = {p: load_scorer(get_store(ctx), model_name(p)) for p in wanted if model_name(p)}  # before the long read
     trace = read_trace_csv(trace_path)
     sites = [site] if site else None
     if site:
         trace.for_site(site)  # fails early with the sites the trace has
-    scorers = {p: load_scorer(get_store(ctx), model_name(p)) for p in wanted if model_name(p)}
     count_from = None
     if warmup_days:
         count_from = float((int(trace.ts[0] // DAY) + warmup_days) * DAY)

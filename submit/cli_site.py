@@ -58,12 +58,14 @@ def site() -> None:
 @click.option("--dir", "site_dir", type=click.Path(path_type=Path), help="The demo site's folder.")
 @click.option("--state-dir", type=click.Path(path_type=Path), help="Where resume state and the contents CSV go.")
 @click.option("--concurrency", type=click.IntRange(1, 256), default=4, show_default=True)
+@click.option("--plugin-reload", type=float, help="The plugin's reload= seconds: a younger list is given that "
+              "long to be seen [default: the demo site's, else 5].")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @json_option
 @click.pass_context
 def agent(ctx: click.Context, name: str, list_uri: str | None, cache_url: str | None, cache_dir: Path | None,
           install: Path | None, site_dir: Path | None, state_dir: Path | None, concurrency: int,
-          no_progress: bool, as_json: bool) -> None:
+          plugin_reload: float | None, no_progress: bool, as_json: bool) -> None:
     """Pre-place the site's pushed placement list by reading it through XCache, then record the cache's
     contents in the catalog (dataset cache/SITE). Resumable: a rerun skips the files already placed."""
     from smartcache.tasks.site_agent import run_agent
@@ -84,7 +86,8 @@ def agent(ctx: click.Context, name: str, list_uri: str | None, cache_url: str | 
                        state_dir=state_dir or Path(local.get("state_dir") or _site_dir(ctx, name, site_dir) / "agent"),
                        install_to=install or (Path(local["list_path"]) if local.get("list_path") else None),
                        cache_dir=cache_dir or (Path(local["cache_dir"]) if local.get("cache_dir") else None),
-                       concurrency=concurrency, progress=False if no_progress else None)
+                       concurrency=concurrency, progress=False if no_progress else None,
+                       plugin_reload=plugin_reload if plugin_reload is not None else float(local.get("reload", 5.0)))
     if as_json:
         echo_json(result.to_dict())
     else:

@@ -25,7 +25,7 @@ from smartcache.catalog.config import Config
 from smartcache.catalog.errors import Invalid
 from smartcache.condor import dag as dagmod
 from smartcache.condor import local, schedd, status
-from smartcache.condor.submitdesc import batch_name
+from smartcache.condor.submitdesc import batch_name, config_env
 from smartcache.submit.workflows import Plan, missing_tasks
 
 TERMINAL = ("done", "failed", "cancelled")
@@ -42,6 +42,7 @@ def now() -> datetime:
 
 
 def open_catalog(cfg: Config) -> Store:
+    """The catalog, migrated (a first `submit` on a fresh machine needs no `init`)."""
     return open_store(cfg.catalog_url, migrate=True)
 
 
@@ -72,7 +73,8 @@ def create(cfg: Config, store: Store, plan: Plan, executor: str) -> tuple[Run, P
         if missing:
             raise Invalid(f"task module(s) not installed: {', '.join('smartcache.tasks.' + m for m in missing)}")
         dag_dir = cfg.runs_dir / f"run-{run.id:05d}-{plan.workflow}"
-        dag_file = dagmod.write(dagmod.build(wf, dag_dir, transfer_files=cfg.condor.transfer_files), dag_dir)
+        dag = dagmod.build(wf, dag_dir, env=config_env(cfg), transfer_files=cfg.condor.transfer_files)
+        dag_file = dagmod.write(dag, dag_dir)
     except SmartcacheError as e:
         store.update_run(run.id, status="failed", message=str(e), finished=now())
         raise

@@ -1,19 +1,21 @@
 """Which nodes and which edges: smartcache's workflows as data (:class:`~smartcache.condor.dag.Workflow`).
 
 - ``reduce``: one node per daily raw partition found under the source (or per chunk of K days),
-  throttled by a ``reduce`` category, then one ``features`` fan-in node;
-- ``train``, ``evaluate``, ``score``: one node each;
+  throttled by a ``reduce`` category, then one ``features`` fan-in node over the chosen window;
+- ``train``, ``evaluate``, ``score``, ``push``: one node each;
 - ``pipeline``: reduce → features → train → evaluate → score → push in one DAG.
 
-The task argv contract (what each ``python -m smartcache.tasks.<kind>`` receives)::
+The argv each ``python -m smartcache.tasks.<kind>`` node receives (the tasks' own options)::
 
-    reduce   --catalog-url URL --run-id N --out DATA/reduced SOURCE...
-    features --catalog-url URL --run-id N --reduced DATA/reduced --out DATA/features
-    train    --catalog-url URL --run-id N --features DATA/features --out DATA/models --model NAME [EXTRA...]
-    evaluate --catalog-url URL --run-id N --model NAME --out DATA/evaluation [EXTRA...]
-    score    --catalog-url URL --run-id N --model NAME --out DATA/placements [EXTRA...]
+    reduce   --catalog-url URL --run-id N --out DATA --no-progress SOURCE...   (writes DATA/reduced/...)
+    features --catalog-url URL --run-id N --reduced reduced --out DATA --from D1 --to D2 --name features/D1_D2
+    train    --catalog-url URL --run-id N --features FEATURES --name MODEL [EXTRA...]
+    evaluate --catalog-url URL --run-id N --model MODEL --out DATA/evaluation/run-N [--raw SOURCE] [EXTRA...]
+    score    --catalog-url URL --run-id N --features FEATURES --model MODEL --out DATA/placements/run-N [EXTRA...]
     push     --catalog-url URL --run-id N [EXTRA...]
 
+Nodes also get SMARTCACHE_HOME/CATALOG_URL/DATA of the submitter's configuration in their
+environment, so a task that loads the configuration sees the same one under any job user.
 A builder returns a :class:`Plan`: validation and partition discovery happen before a run row
 exists; ``plan.make(run_id)`` gives the workflow once the run id is known.
 """
@@ -37,6 +39,7 @@ from smartcache.condor.submitdesc import quote_args
 
 RETRIES = {"reduce": 2, "features": 1, "train": 1, "evaluate": 1, "score": 1, "push": 2}
 SINGLE = ("train", "evaluate", "score", "push")
+DEFAULT_MODEL = "cachenet"     # tasks/train.py's default model name
 _PART = re.compile(r"year=(\d{4})/month=(\d{1,2})/day=(\d{1,2})/part-\d+\.(?:avro|json\.gz|json)$")
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 
@@ -117,26 +120,36 @@ def _common(cfg: Config, run_id: int) -> tuple[str, ...]:
     return ("--catalog-url", cfg.catalog_url, "--run-id", str(run_id))
 
 
+def features_name(parts: Sequence[Partition]) -> str:
+    """The catalog name the features node gives its table (train and score read it)."""
+    return f"features/{parts[0].day.isoformat()}_{parts[-1].day.isoformat()}"
+
+
 def _reduce_layers(cfg: Config, run_id: int, chunks: list[list[Partition]]) -> list[Layer]:
-    d = data_dirs(cfg)
+    root = str(Path(cfg.data_root).absolute())
     node_vars = tuple({"partition": _label(c), "sources": quote_args([p for part in c for p in part.paths]),
                        "inputs": ",".join(p for part in c for p in part.paths)} for c in chunks)
-    everything = [p for c in chunks for p in c]
+    window = [p for c in chunks for p in c]
+    features = ("--reduced", "reduced", "--out", root, "--from", window[0].day.isoformat(),
+                "--to", window[-1].day.isoformat(), "--name", features_name(window))
     return [
-        Layer("reduce", "reduce", (*_common(cfg, run_id), "--out", d["reduced"], "$(sources)"), node_vars,
+        Layer("reduce", "reduce", (*_common(cfg, run_id), "--out", root, "--no-progress", "$(sources)"), node_vars,
               retries=RETRIES["reduce"], category="reduce"),
-        Layer("features", "features", (*_common(cfg, run_id), "--reduced", d["reduced"], "--out", d["features"]),
-              ({"partition": _label(everything)},), parents=("reduce",), retries=RETRIES["features"]),
+        Layer("features", "features", (*_common(cfg, run_id), *features), ({"partition": _label(window)},),
+              parents=("reduce",), retries=RETRIES["features"]),
     ]
 
 
-def _model_layer(cfg: Config, run_id: int, kind: str, model: str, extra: Sequence[str],
-                 parents: tuple[str, ...] = ()) -> Layer:
+def _model_layer(cfg: Config, run_id: int, kind: str, *, model: str, features: str | None,
+                 raw: str | None = None, extra: Sequence[str] = (), parents: tuple[str, ...] = ()) -> Layer:
     d, common = data_dirs(cfg), _common(cfg, run_id)
+    if kind in ("train", "score") and not features:
+        raise Invalid(f"{kind} needs a feature table (--features NAME)")
     argv = {
-        "train": (*common, "--features", d["features"], "--out", d["models"], "--model", model),
-        "evaluate": (*common, "--model", model, "--out", d["evaluation"]),
-        "score": (*common, "--model", model, "--out", d["placements"]),
+        "train": (*common, "--features", features, "--name", model),
+        "evaluate": (*common, "--model", model, "--out", f"{d['evaluation']}/run-{run_id}",
+                     *(("--raw", raw) if raw else ())),
+        "score": (*common, "--features", features, "--model", model, "--out", f"{d['placements']}/run-{run_id}"),
         "push": common,
     }[kind]
     return Layer(kind, kind, (*argv, *extra), ({"partition": model},), parents=parents, retries=RETRIES[kind])
@@ -147,29 +160,34 @@ def reduce(cfg: Config, *, months: int, end: str | None = None, source: str | No
            chunk: int = 1) -> Plan:
     src = source or data_dirs(cfg)["raw"]
     chunks = chunked(select_months(list_partitions(src), months, end), chunk)
-    params = {"months": months, "end": end, "source": src, "chunk": chunk, "partitions": sum(map(len, chunks))}
+    window = [p for c in chunks for p in c]
+    params = {"months": months, "end": end, "source": src, "chunk": chunk, "partitions": len(window),
+              "features": features_name(window)}
     throttle = {"reduce": cfg.condor.max_jobs}
     return Plan("reduce", params, lambda run_id: Workflow("reduce", run_id, tuple(_reduce_layers(cfg, run_id, chunks)),
                                                           throttle))
 
 
-def single(cfg: Config, kind: str, *, model: str, extra: Sequence[str] = ()) -> Plan:
+def single(cfg: Config, kind: str, *, model: str, features: str | None = None, extra: Sequence[str] = ()) -> Plan:
     """``train``, ``evaluate``, ``score`` or ``push`` on its own."""
     if kind not in SINGLE:
         raise Invalid(f"unknown workflow {kind}")
-    params = {"model": model, "extra": list(extra)}
-    return Plan(kind, params, lambda run_id: Workflow(kind, run_id, (_model_layer(cfg, run_id, kind, model, extra),)))
+    _model_layer(cfg, 0, kind, model=model, features=features, extra=extra)      # validate now
+    params = {"model": model, "features": features, "extra": list(extra)}
+    return Plan(kind, params, lambda run_id: Workflow(kind, run_id, (
+        _model_layer(cfg, run_id, kind, model=model, features=features, extra=extra),)))
 
 
 def pipeline(cfg: Config, *, months: int, end: str | None = None, source: str | None = None, chunk: int = 1,
-             model: str = "smartcache") -> Plan:
+             model: str = DEFAULT_MODEL) -> Plan:
     red = reduce(cfg, months=months, end=end, source=source, chunk=chunk)
 
     def make(run_id: int) -> Workflow:
         layers = list(red.make(run_id).layers)
         parent = "features"
         for kind in SINGLE:
-            layers.append(_model_layer(cfg, run_id, kind, model, (), parents=(parent,)))
+            layers.append(_model_layer(cfg, run_id, kind, model=model, features=red.params["features"],
+                                       raw=red.params["source"], parents=(parent,)))
             parent = kind
         return Workflow("pipeline", run_id, tuple(layers), {"reduce": cfg.condor.max_jobs})
     return Plan("pipeline", {**red.params, "model": model}, make)

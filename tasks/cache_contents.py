@@ -1,7 +1,7 @@
 """What an XCache holds, read from its own data folder (``oss.localroot``).
 
 Every cached file ``<root>/store/…/f.root`` has a ``f.root.cinfo`` beside it with the file's size, which
-blocks are present and the access records. ``xrdpfc_print -j`` (Debian's xrootd-client) decodes them;
+blocks are present and the access records. ``xrdpfc_print -j`` (Debian's xrootd-server) decodes them;
 without it, the data file's allocated blocks give the cached bytes and completeness is unknown.
 """
 

@@ -242,12 +242,15 @@ def parse_policies(text: str | Sequence[str]) -> list[str]:
     if not items:
         raise SmartcacheError("no cache policy given (choose from lru, lfu, gdsf, belady, belady-bypass, "
                               "model, model:NAME)")
+    out = []
     for p in items:
-        base, _, name = p.partition(":")
-        if base.lower() not in POLICIES or (name and base.lower() != "model") or (p.endswith(":") and not name):
+        base, sep, name = p.partition(":")
+        base = base.lower()
+        if base not in POLICIES or (sep and (base != "model" or not name)):
             raise SmartcacheError(f"unknown cache policy {p!r} (choose from lru, lfu, gdsf, belady, "
                                   "belady-bypass, model, model:NAME)")
-    return [p if ":" in p else p.lower() for p in items]
+        out.append(f"{base}:{name}" if name else base)
+    return list(dict.fromkeys(out))   # a policy named twice runs once
 
 
 def replay(trace: Trace, policy: str, capacity: int, *, scores: np.ndarray | None = None,

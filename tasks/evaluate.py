@@ -59,7 +59,8 @@ def evaluate(trace: Trace, out: str | Path, *, policies: Sequence[str] | str = "
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     site_sizes = dict(site_sizes or {})
-    policies = parse_policies(policies) + [p for p in (scorers or {}) if p not in policies]
+    policies = parse_policies(policies)
+    policies += [p for p in (scorers or {}) if p not in policies]
     labels: dict[tuple[str, int], str] = {}
 
     def sizes_for(site: str, sub: Trace) -> list[int]:

@@ -205,11 +205,12 @@ def compute_features(events: pa.Table, horizon: int = 7, candidate_days: int = 1
     history_complete = (d_rel - HISTORY + 1 >= 0) & (missing_cum[d_rel + 1] - missing_cum[lo] == 0)
 
     codes = _site_codes(site_dict, site_c, off, site_order)
+    ds_q = pc.take(ds_key_all, pa.array(lfn_c[ei]))
     out = {
         "day": pa.array((q_off - _MARGIN + d0).astype(np.int32)).cast(pa.date32()),
         "site": site_q, "lfn": lfn_q,
-        "dataset": (pc.coalesce(events["dataset"].take(rows_q).combine_chunks(), pc.take(ds_key_all, pa.array(lfn_c[ei])))
-                    if "dataset" in events.column_names else pc.take(ds_key_all, pa.array(lfn_c[ei]))),
+        "dataset": (pc.coalesce(events["dataset"].take(rows_q).combine_chunks(), ds_q)
+                    if "dataset" in events.column_names else ds_q),
         "tier": tier, "size": pa.array(size_q.astype(np.int64)),
         "site_code": pa.array(codes[site_c[ei]].astype(np.int32)),
     }

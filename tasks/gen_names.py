@@ -82,16 +82,19 @@ def release_major(year: int) -> int:
 def data_names(primary: str, tier: str, birth_day: int, week: int, dup: int) -> tuple[str, str]:
     """(dataset, LFN prefix up to the run directories) for a collision-data dataset born on ``birth_day``."""
     d = to_date(birth_day)
+    week_of_month = week - to_day(d.replace(day=1)) // 7
     if 4 <= d.month <= 11:      # LHC running: prompt reconstruction of the current era
         era = f"Run{d.year}{'ABCDEFGH'[d.month - 4]}"
-        first_week = to_day(d.replace(day=1)) // 7
-        version = f"PromptReco-v{week - first_week + 1 + 6 * dup}"
+        version = f"PromptReco-v{week_of_month + 1 + 6 * dup}"
+        if tier == "RAW":
+            version = f"v{week_of_month + 1 + 6 * dup}"
+    elif tier == "RAW":         # shutdown: cosmics and commissioning runs
+        era = f"Commissioning{d.year + 1 if d.month == 12 else d.year}"
+        version = f"v{(d.month % 12) * 6 + week_of_month + 1 + 24 * dup}"
     else:                       # shutdown: re-reconstruction of an older era, tagged with the date
         year = d.year - 1 if d.month <= 3 else d.year
         era = f"Run{year}{'CDEFG'[week % 5]}"
         version = f"{d.day:02d}{MONTHS[d.month - 1]}{d.year}-v{1 + dup}"
-    if tier == "RAW":
-        version = f"v{week - to_day(d.replace(month=1, day=1)) // 7 + 1 + 60 * dup}"
     dataset = f"/{primary}/{era}-{version}/{tier}"
     return dataset, f"/store/data/{era}/{primary}/{tier}/{version}/000/"
 

@@ -90,6 +90,8 @@ def build_records(world: DatasetWorld, workloads: list[RegionWorkload], sites: S
                   day: int, t: Tasks) -> pa.Table:
     """All records of ``day`` for the tasks ``t`` (already drawn), as a table with RAW_ARROW_SCHEMA."""
     p = world.params
+    if len(t) == 0:                                   # tiny scales can have quiet days
+        return RAW_ARROW_SCHEMA.empty_table()
     rng = np.random.default_rng([world.seed, 301, day])
     gsite = sites.offset[t.region] + t.site
     uniq, ds_of_task = np.unique(t.uid, return_inverse=True)

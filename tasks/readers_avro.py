@@ -242,7 +242,7 @@ class AvroReader:
     def _next_frame_ok(self, sync: bytes) -> bool:
         """Is there a well-formed block (or the end of file) right here? Position is left unchanged."""
         s = self.s
-        here = s.pos
+        here = s.offset                # absolute: filling may compact the buffer
         try:
             if not s.fill(1):
                 return True
@@ -251,7 +251,7 @@ class AvroReader:
                 bytes(s.buf[s.pos + size:s.pos + size + SYNC_SIZE]) == sync
         except (_Short, _BadFrame):
             ok = False
-        s.pos = here
+        s.pos = here - s.base
         return ok
 
     def _resync(self, sync: bytes, start: int) -> None:

@@ -186,7 +186,7 @@ def finalize(partial: pa.Table, day: dt.date) -> pa.Table:
 class Aggregator:
     """Feed filtered tables; partials are formed every ``slice_rows`` rows and merged when too many."""
 
-    def __init__(self, slice_rows: int = 1 << 20, max_partial_rows: int = 4 << 20):
+    def __init__(self, slice_rows: int = 1 << 18, max_partial_rows: int = 4 << 20):
         self.slice_rows, self.max_partial_rows = slice_rows, max_partial_rows
         self.pending: list[pa.Table] = []
         self.pending_rows = 0

@@ -174,7 +174,7 @@ def _heap_pop(hobj, hk1, hk2, pos, n):
 LFU_MODE, GDSF_MODE, MODEL_MODE = 0, 1, 2
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")   # numpy: 1e6 / 0 is inf for an empty file, not an error
 def priority_kernel(obj, size, capacity, n_obj, out, mode, score, threshold, aging):
     """LFU, GDSF or the model policy; evicts the lowest (priority, last access) first.
 

@@ -74,14 +74,6 @@ def totals(results: Sequence[SimResult]) -> list[SimResult]:
     return [combine(rs) for rs in groups.values()]
 
 
-def byte_hit_table(results: Sequence[SimResult]) -> dict[str, dict[int, float]]:
-    """policy -> {cache size -> byte hit ratio} (for one site's results)."""
-    out: dict[str, dict[int, float]] = {}
-    for r in results:
-        out.setdefault(r.policy, {})[r.cache_size] = r.overall.byte_hit_ratio
-    return out
-
-
 class _NoBar:
     def update(self, n: int) -> None:
         pass

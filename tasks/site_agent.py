@@ -24,6 +24,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from smartcache.catalog.errors import Invalid, SmartcacheError, Unavailable
 from smartcache.tasks.cache_contents import CacheContents, scan_cache, write_contents
@@ -242,13 +243,15 @@ class AgentResult:
 
 def run_agent(store, site: str, list_uri: str, cache_url: str, *, state_dir: Path,
               install_to: Path | None = None, cache_dir: Path | None = None, concurrency: int = 4,
-              progress: bool | None = None) -> AgentResult:
+              progress: bool | None = None, settle_wait: float = 5.0, plugin_reload: float = 5.0) -> AgentResult:
     """Read the pushed list, install it for the plugin (optional), pre-place it, and record the
-    cache's contents in the catalog (when the cache's data folder is given)."""
+    cache's contents in the catalog (when the cache's data folder is given). ``plugin_reload`` is the
+    plugin's ``reload``: a list younger than that may not be the one the plugin admits by yet."""
     plist = read_pushed_list(list_uri, site)
     if plist.header.get("site") not in (None, site):
         raise Invalid(f"{list_uri} is the list of site {plist.header['site']!r}, not {site!r}")
     installed = install_list(plist, install_to) if install_to else False
+    _wait_for_plugin(install_to or _local_list(list_uri, site), plugin_reload)
     state_dir = Path(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     report = place_files(plist.lfns, cache_url, state_path=state_dir / f"done-{plist.checksum[:16]}.txt",
@@ -257,9 +260,26 @@ def run_agent(store, site: str, list_uri: str, cache_url: str, *, state_dir: Pat
     missing: tuple[str, ...] = ()
     if cache_dir is not None:
         expected = [lfn for lfn in plist.lfns if lfn not in report.failed]
-        contents, missing = settle(Path(cache_dir), expected)
+        contents, missing = settle(Path(cache_dir), expected, settle_wait)
         dataset = record_contents(store, site, contents, state_dir, plist, report).name
     return AgentResult(site, list_uri, plist.header, installed, report, contents, dataset, missing)
+
+
+def _local_list(list_uri: str, site: str) -> Path | None:
+    if "://" not in list_uri:
+        list_uri = Path(list_uri).resolve().as_uri() + ("/" if list_uri.endswith("/") else "")
+    root, name = split_target(list_uri, site)
+    parts = urlsplit(root)
+    return Path(unquote(parts.path)) / name if parts.scheme == "file" else None
+
+
+def _wait_for_plugin(list_path: Path | None, reload: float) -> None:
+    """The plugin checks its list at most every ``reload`` s: wait until it has seen this one."""
+    if not list_path or reload <= 0 or not Path(list_path).exists():
+        return
+    wait = Path(list_path).stat().st_mtime + reload + 0.2 - time.time()
+    if wait > 0:
+        time.sleep(min(wait, reload + 0.2))
 
 
 def settle(cache_dir: Path, lfns: list[str], wait: float = 5.0) -> tuple[CacheContents, tuple[str, ...]]:
@@ -302,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache-dir", type=Path, help="XCache's oss.localroot, to report its contents")
     ap.add_argument("--catalog", help="catalog URL (default: from the smartcache config)")
     ap.add_argument("--concurrency", type=int, default=4)
+    ap.add_argument("--plugin-reload", type=float, default=5.0, help="the plugin's reload= seconds")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     from smartcache.catalog import load_config, open_store
@@ -310,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             result = run_agent(store, args.site, args.list_uri, args.cache, state_dir=args.state_dir,
                                install_to=args.install, cache_dir=args.cache_dir, concurrency=args.concurrency,
-                               progress=False if args.no_progress else None)
+                               progress=False if args.no_progress else None, plugin_reload=args.plugin_reload)
         finally:
             store.close()
     except SmartcacheError as e:

@@ -26,9 +26,12 @@ import numpy as np
 class FitConfig:
     seed: int = 1
     epochs: int = 30                 # upper bound; early stopping usually ends sooner
-    patience: int = 3
-    batch_size: int = 2048
-    learning_rate: float = 2e-3
+    patience: int = 2
+    # Measured on 6 generated months: validation AUC peaks within 1-3 epochs and then drifts down while
+    # training AUC keeps rising (consecutive days of one file are near-duplicates, easy to memorise), so
+    # a gentle rate, large batches and early stopping with the best weights restored.
+    batch_size: int = 4096
+    learning_rate: float = 5e-4
     hidden: tuple[int, ...] = (64, 32)
     verbose: int = 0
 

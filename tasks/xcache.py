@@ -33,7 +33,7 @@ from typing import Mapping
 from smartcache.catalog.errors import Invalid, SmartcacheError, Unavailable
 
 TEMPLATES = Path(__file__).parent / "xcache"
-DEBIAN_PACKAGES = ("xrootd-server", "xrootd-client", "libxrootd-server-dev", "libxrootd-dev", "g++")
+DEBIAN_PACKAGES = ("xrootd-server", "libxrootd-server-dev", "libxrootd-dev", "g++")
 XROOTD_USER = "xrootd"
 _READY = re.compile(r"------ xrootd \S+:(\d+) initialization (completed|failed)")
 _OFS_READ = re.compile(r"ofs_read: (\d+)@\d+ fn=(\S+)")
@@ -48,9 +48,11 @@ class XrootdError(SmartcacheError):
 # -- what the machine has ----------------------------------------------------------------------
 def missing_packages() -> list[str]:
     """Debian packages the site tools need that are not installed (by their files)."""
-    checks = {"xrootd-server": shutil.which("xrootd"), "xrootd-client": shutil.which("xrdpfc_print"),
+    checks = {"xrootd-server": shutil.which("xrootd") and shutil.which("xrdpfc_print"),
               "libxrootd-server-dev": Path("/usr/include/xrootd/XrdPfc/XrdPfcDecision.hh").exists(),
-              "libxrootd-dev": Path("/usr/include/xrootd/XrdVersion.hh").exists(),
+              "libxrootd-dev": Path("/usr/include/xrootd/XrdVersion.hh").exists() and any(
+                  Path(d, "libXrdUtils.so").exists() for d in ("/usr/lib/x86_64-linux-gnu", "/usr/lib64",
+                                                               "/usr/lib/aarch64-linux-gnu", "/usr/lib")),
               "g++": shutil.which("g++")}
     return [p for p, ok in checks.items() if not ok]
 
@@ -58,7 +60,7 @@ def missing_packages() -> list[str]:
 def xrootd_binary() -> str:
     path = shutil.which("xrootd")
     if not path:
-        raise Unavailable("xrootd is not installed (Debian: apt-get install xrootd-server xrootd-client)")
+        raise Unavailable("xrootd is not installed (Debian: apt-get install xrootd-server)")
     return path
 
 
@@ -341,7 +343,7 @@ def start_site(root: Path, site: str, *, files: Mapping[str, int] | None = None,
         state = {"site": site, "root": str(root), "origin": origin.to_dict(), "cache": cache.to_dict(),
                  "origin_url": origin.url, "cache_url": cache.url, "cache_dir": str(root / "cache" / "data"),
                  "list_path": str(list_path), "push_uri": list_path.as_uri(),
-                 "plugin": str(plugin) if plugin else None, "decide_url": decide_url,
+                 "plugin": str(plugin) if plugin else None, "decide_url": decide_url, "reload": reload,
                  "state_dir": str(root / "agent")}
         save_site(root, state)
     except BaseException:

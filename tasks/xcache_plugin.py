@@ -29,7 +29,7 @@ class BuildError(SmartcacheError):
 
 
 def compile_command(out: Path, *, cxx: str = "g++", include: Path = INCLUDE) -> list[str]:
-    return [cxx, "-std=c++14", "-O2", "-Wall", "-fPIC", "-shared", f"-I{include}", "-o", str(out), str(SOURCE),
+    return [cxx, "-std=c++14", "-O2", "-Wall", "-fPIC", "-shared", "-pthread", f"-I{include}", "-o", str(out), str(SOURCE),
             "-lXrdUtils"]
 
 

@@ -7,16 +7,21 @@ Import them from tests/conftest.py::
 ``condor_pool`` (session scope) brings the pool up once, or reuses a running one, in
 ``$SMARTCACHE_POOL_ROOT`` (default /opt/smartcache-pool), points this process's HTCondor client at
 it, and yields ``pool_env()``. A pool it started is stopped at the end of the session unless
-``SMARTCACHE_POOL_KEEP=1``. Where the pool cannot run (not root, not Linux) the tests are skipped
-with the reason, except under CI (``CI=true``), where that is an error: CI must run them.
+``SMARTCACHE_POOL_KEEP=1``; a pool it found running is left alone. Where the pool cannot run
+(not root, not Linux) the tests are skipped with the reason, except under CI (``CI=true``),
+where that is an error: CI must run them.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
+
+STARTED_HERE = pytest.StashKey[bool]()
 
 
 def _no_pool(reason: str) -> None:
@@ -25,17 +30,13 @@ def _no_pool(reason: str) -> None:
     pytest.skip(reason)
 
 
-def _open_up(path: Path) -> None:
-    """HTCondor checks a job's initialdir itself: every parent below /tmp needs o+x."""
-    path = path.resolve()
-    for p in [path, *path.parents]:
-        if p == Path("/tmp") or Path("/tmp") not in p.parents:
-            break
-        p.chmod(p.stat().st_mode | 0o755)
+def pool_started_by_this_session(config: pytest.Config) -> bool:
+    """True if ``condor_pool`` started the pool (so stopping it disturbs no one else)."""
+    return config.stash.get(STARTED_HERE, False)
 
 
 @pytest.fixture(scope="session")
-def condor_pool(tmp_path_factory: pytest.TempPathFactory):
+def condor_pool(request: pytest.FixtureRequest):
     from smartcache.condor import pool
 
     reason = pool.cannot_run_reason()
@@ -47,7 +48,7 @@ def condor_pool(tmp_path_factory: pytest.TempPathFactory):
         pool.pool_up(root, quiet=True)
     except pool.PoolError as e:
         _no_pool(f"cannot bring the HTCondor pool up in {root}: {e}")
-    _open_up(tmp_path_factory.getbasetemp())
+    request.config.stash[STARTED_HERE] = started_here
     saved = {k: os.environ.get(k) for k in ("CONDOR_CONFIG", "PATH", "SMARTCACHE_POOL_ROOT")}
     env = pool.activate_pool_env(root)
     try:
@@ -63,7 +64,11 @@ def condor_pool(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture
-def condor_tmp_path(tmp_path: Path) -> Path:
-    """A tmp_path the pool's job user can enter (pytest makes it 0700)."""
-    _open_up(tmp_path)
-    return tmp_path
+def condor_tmp_path(condor_pool) -> Path:
+    """A dir the pool's job user can enter (HTCondor checks o+x on every parent of a job's
+    initialdir). Not under /tmp/pytest-of-root: any pytest session starting meanwhile resets
+    that one to 0700."""
+    path = Path(tempfile.mkdtemp(prefix="smartcache-pool-test-", dir="/tmp"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

@@ -20,7 +20,8 @@ DATASETS = (
     ("/Muon0/Run2026C-PromptReco-v1/MINIAOD", "/store/data/Run2026C/Muon0/MINIAOD/PromptReco-v1/000/381/{:03d}/00000/"),
     ("/TTto2L2Nu/Run3Summer26MiniAODv7-160X_v3-v1/MINIAODSIM",
      "/store/mc/Run3Summer26MiniAODv7/TTto2L2Nu/MINIAODSIM/160X_v3-v1/{:05d}/"),
-    ("/JetMET0/Run2026C-PromptReco-v1/NANOAOD", "/store/data/Run2026C/JetMET0/NANOAOD/PromptReco-v1/000/381/{:03d}/00000/"),
+    ("/JetMET0/Run2026C-PromptReco-v1/NANOAOD",
+     "/store/data/Run2026C/JetMET0/NANOAOD/PromptReco-v1/000/381/{:03d}/00000/"),
 )
 
 

@@ -99,6 +99,11 @@ def test_gdsf_newcomer_worth_least_is_not_stored():
     assert statuses("gdsf", list("BBBD"), [2, 2, 2, 9], 10) == [I, H, H, M]
 
 
+def test_empty_files_are_cached_for_free():
+    for policy in ("lru", "lfu", "gdsf", "belady"):
+        assert statuses(policy, list("AZAZ"), [1, 0, 1, 0], 1) == [I, I, H, H], policy
+
+
 def test_belady_known():
     # at C the cache holds A (next at 4) and B (next at 3): A goes; C is never used again and goes next
     assert statuses("belady", list("ABCBA"), [1] * 5, 2) == [I, I, I, H, I]
@@ -324,6 +329,31 @@ def test_export_trace_keeps_going_past_a_damaged_partition(cli, tmp_path):
     assert len(data["damaged"]) == 1 and "day=23" in data["damaged"][0]
 
 
+def test_export_trace_from_reduced_spreads_accesses(cli, tmp_path):
+    import datetime as dt
+
+    import pyarrow as pa
+    from smartcache.tasks.schema import REDUCED_SCHEMA
+    rows = [{"day": dt.date(2026, 9, 21), "site": "T2_IT_Bari", "lfn": "/store/a.root", "dataset": "/A/B/AOD",
+             "tier": "AOD", "size": 3, "n_access": 3, "n_jobs": 3, "n_users": 1, "n_tasks": 1, "cpu_s": 1.0,
+             "wall_s": 1.0, "first_ts": 1_000_000, "last_ts": 1_004_000, "local_frac": 1.0},
+            {"day": dt.date(2026, 9, 22), "site": "T2_IT_Bari", "lfn": "/store/b.root", "dataset": "/A/B/AOD",
+             "tier": "AOD", "size": 5, "n_access": 1, "n_jobs": 1, "n_users": 1, "n_tasks": 1, "cpu_s": 1.0,
+             "wall_s": 1.0, "first_ts": 1_001_000, "last_ts": 1_001_000, "local_frac": 1.0}]
+    part = tmp_path / "red" / "reduced" / "year=2026" / "month=9" / "day=21" / "part-00000.parquet"
+    part.parent.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=REDUCED_SCHEMA), part)
+    out = tmp_path / "r.csv"
+    res = cli("export", "trace", "--reduced", str(tmp_path / "red"), "--out", str(out))
+    assert res.exit_code == 0, res.output
+    t = read_trace_csv(out)
+    assert t.ts.tolist() == [1000.0, 1001.0, 1002.0, 1004.0]       # a's 3 reads spread over its first..last
+    assert t.table().column("lfn").to_pylist() == ["/store/a.root", "/store/b.root", "/store/a.root",
+                                                    "/store/a.root"]
+    res = cli("export", "trace", "--reduced", str(tmp_path / "red"), "--out", str(out), "--start", "2026-09-22")
+    assert res.exit_code == 0 and read_trace_csv(out).table().column("lfn").to_pylist() == ["/store/b.root"]
+
+
 def test_export_trace_user_errors(cli, tmp_path):
     _one_line_error(cli("export", "trace", "--out", str(tmp_path / "x.csv")), "--raw")
     (tmp_path / "empty").mkdir()
@@ -372,4 +402,21 @@ def test_evaluate_main_registers_dataset(tmp_path, trace_csv):
     d = store.get_dataset("evaluation-test")
     assert d.kind == "evaluation" and Path(d.uri).is_file() and Path(d.meta["plot"]).is_file()
     assert set(d.meta["byte_hit_ratio"]["10%"]) == {"lru", "lfu", "gdsf", "belady"}
+    store.close()
+
+
+def test_evaluate_main_from_raw_partitions(tmp_path):
+    """The DAG node's form: raw partitions, the window from the newest partition, no model."""
+    url = f"sqlite:///{tmp_path}/c.db"
+    store = open_store(url, migrate=True)
+    run = store.create_run("evaluate")
+    _write_raw(tmp_path / "raw")
+    rc = evaluate_main(["--catalog-url", url, "--run-id", str(run.id), "--raw", str(tmp_path / "raw"), "--out",
+                        str(tmp_path / "ev"), "--holdout-days", "1", "--warmup-days", "1", "--policies", "lru",
+                        "--fractions", "0.5"])
+    assert rc == 0
+    d = store.list_datasets(kind="evaluation")[0]
+    assert d.meta["window"] == ["2026-09-22", "2026-09-22"] and d.run_id == run.id
+    assert d.meta["requests"] == 1                 # only the last day is counted; the first warms up
+    assert (tmp_path / "ev" / "trace.csv").is_file()
     store.close()

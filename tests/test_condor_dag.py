@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -40,11 +41,18 @@ def condor_tmp_path(condor_pool):
 
 @pytest.fixture
 def cfg(condor_tmp_path, monkeypatch):
+    """Config with a home the jobs can use; DAGs a test leaves in the queue are removed after it."""
     for var in [v for v in os.environ if v.startswith("SMARTCACHE_") and v != "SMARTCACHE_POOL_ROOT"]:
         monkeypatch.delenv(var)
     monkeypatch.setenv("SMARTCACHE_HOME", str(condor_tmp_path / "home"))
     monkeypatch.setenv("SMARTCACHE_EXECUTOR", "condor")
-    return load_config()
+    cfg = load_config()
+    yield cfg
+    store = R.open_catalog(cfg)
+    for run in store.list_runs():
+        if run.cluster_id and schedd.query_jobs(f"ClusterId == {run.cluster_id}", ["ClusterId"], cfg):
+            schedd.remove(run.cluster_id, cfg, reason="test teardown")
+    store.close()
 
 
 @pytest.fixture
@@ -145,14 +153,15 @@ def test_status_shows_what_condor_q_shows(cfg, condor_tmp_path, invoke):
     assert node_status()["status"] == "running"
 
     schedd.connect(cfg).act(schedd.htcondor2.JobAction.Hold, f"DAGManJobId == {run.cluster_id}",
-                            reason="held by the test")
+                            reason=("held by the test", 0))
     wait_until(lambda: q()[1:2] == ["5"], "the node job held")
+    reason = condor_q("-af", "HoldReason", "-constraint", f"DAGManJobId == {run.cluster_id}").strip()
+    assert reason.startswith("held by the test")
     held = node_status()
-    assert held["status"] == "held" and held["message"] == "held by the test"
-    assert "held by the test" in condor_q("-af", "HoldReason", "-constraint", f"DAGManJobId == {run.cluster_id}")
+    assert held["status"] == "held" and held["message"] == reason
     from_log = wait_until(lambda: [n for n in status.collect(dag_file).nodes if n.status == "held"],
                           "the hold in the node log (no schedd)")
-    assert from_log[0].message == "held by the test"
+    assert from_log[0].message == reason
 
     res = invoke("cancel", str(run.id))
     assert res.exit_code == 0, res.output
@@ -160,3 +169,34 @@ def test_status_shows_what_condor_q_shows(cfg, condor_tmp_path, invoke):
                                              ["ClusterId"], cfg), "the DAG to leave the queue")
     assert store.get_run(run.id).status == "cancelled"
     assert wait_until(lambda: dagmod.rescue_files(dag_file), "DAGMan's rescue file after removal")
+
+
+@pytest.mark.skipif(any(importlib.util.find_spec(m) is None for m in
+                        ("smartcache.tasks.reduce", "smartcache.tasks.features", "smartcache.submit.cli_generate")),
+                    reason="needs the reduce/features tasks and the log generator (issue 3)")
+def test_reduce_dag_over_generated_days_registers_its_outputs(cfg):
+    from smartcache.submit.cli_generate import commands as generate_commands
+
+    @click.group(cls=SmartcacheGroup)
+    @click.pass_context
+    def group(ctx):
+        ctx.obj = load_config()
+    for c in [*commands, *generate_commands]:
+        group.add_command(c)
+    runner = CliRunner()
+    gen = runner.invoke(group, ["generate", "logs", "--months", "1", "--end", "2026-10", "--scale", "0.05",
+                                "--no-progress"])
+    assert gen.exit_code == 0, gen.output
+    res = runner.invoke(group, ["submit", "reduce", "--months", "1", "--end", "2026-10", "--chunk", "8",
+                                "--wait", "--no-progress"])                     # executor from the config: condor
+    assert res.exit_code == 0, res.output
+    store = R.open_catalog(cfg)
+    run = store.list_runs()[0]
+    assert (run.status, run.executor) == ("done", "condor") and run.cluster_id
+    reduced = store.list_datasets(prefix="reduced/")
+    assert len(reduced) == 31 and all(d.run_id == run.id for d in reduced)
+    assert store.get_dataset("features/2026-10-01_2026-10-31").run_id == run.id
+    hist = schedd.history(f"DAGManJobId == {run.cluster_id}", ["SmartcacheTask", "SmartcachePartition"], cfg,
+                          match=10)
+    assert {(h["SmartcacheTask"], h["SmartcachePartition"]) for h in hist} >= {
+        ("reduce", "2026-10-01..2026-10-08"), ("features", "2026-10-01..2026-10-31")}

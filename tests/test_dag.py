@@ -74,7 +74,8 @@ def test_submit_files_carry_names_resources_and_entry_point(cfg, tmp_path):
     kv = dict(re.match(r"^(\S+) = (.*)$", ln).groups() for ln in sub.splitlines() if " = " in ln)
     assert kv["executable"] == sys.executable
     assert split_args(kv["arguments"]) == ["-m", "smartcache.tasks.reduce", "--catalog-url", cfg.catalog_url,
-                                           "--run-id", "7", "--out", str(cfg.data_root / "reduced"), "$(sources)"]
+                                           "--run-id", "7", "--out", str(cfg.data_root), "--no-progress",
+                                           "$(sources)"]
     assert kv["batch_name"] == "smartcache-reduce-7"
     assert kv["MY.SmartcacheRun"] == "7"
     assert kv["MY.SmartcacheTask"] == '"reduce"'
@@ -86,7 +87,21 @@ def test_submit_files_carry_names_resources_and_entry_point(cfg, tmp_path):
     assert (dag_dir / "logs").is_dir()
 
     feats = (dag_dir / "features.sub").read_text()
-    assert "--reduced" in feats and 'MY.SmartcacheTask = "features"' in feats
+    fargs = split_args(re.search(r"^arguments = (.*)$", feats, re.M).group(1))
+    assert fargs[fargs.index("--from") + 1] == "2026-10-01" and fargs[fargs.index("--to") + 1] == "2026-10-03"
+    assert fargs[fargs.index("--name") + 1] == "features/2026-10-01_2026-10-03"
+    assert 'MY.SmartcacheTask = "features"' in feats
+
+
+def test_nodes_see_the_submitters_configuration(cfg, tmp_path):
+    """Whatever user a job runs as, a task loading the configuration finds the submitter's."""
+    from smartcache.condor.submitdesc import config_env, parse_environment
+    wf = W.single(cfg, "push", model="m").make(2)
+    dagmod.write(dagmod.build(wf, tmp_path / "d", env=config_env(cfg)), tmp_path / "d")
+    env = parse_environment(re.search(r"^environment = (.*)$", (tmp_path / "d" / "push.sub").read_text(),
+                                      re.M).group(1))
+    assert env["SMARTCACHE_HOME"] == str(cfg.home) and env["SMARTCACHE_CATALOG_URL"] == cfg.catalog_url
+    assert load_config(env=env).data_root == cfg.data_root
 
 
 def test_node_command_expands_vars_like_condor(cfg, tmp_path):
@@ -133,6 +148,7 @@ def test_months_window_and_chunks(cfg):
 def test_pipeline_chains_every_task(cfg, tmp_path):
     make_raw(cfg.data_root / "raw", date(2026, 10, 1), 4)
     plan = W.pipeline(cfg, months=1, model="m1")
+    assert plan.params["features"] == "features/2026-10-01_2026-10-04"
     dag_file = dagmod.write(dagmod.build(plan.make(9), tmp_path / "d"), tmp_path / "d")
     spec = dagmod.read(dag_file)
     assert spec.order()[-5:] == ["features-000", "train-000", "evaluate-000", "score-000", "push-000"]
@@ -141,17 +157,22 @@ def test_pipeline_chains_every_task(cfg, tmp_path):
     assert spec.nodes["score-000"].parents == {"evaluate-000"}
     assert spec.nodes["push-000"].parents == {"score-000"}
     train = (tmp_path / "d" / "train.sub").read_text()
-    assert "--model m1" in train and 'MY.SmartcacheTask = "train"' in train and "request_cpus = 2" in train
+    assert "--features features/2026-10-01_2026-10-04 --name m1" in train
+    assert 'MY.SmartcacheTask = "train"' in train and "request_cpus = 2" in train
+    score = (tmp_path / "d" / "score.sub").read_text()
+    assert "--features features/2026-10-01_2026-10-04 --model m1" in score and "placements/run-9" in score
 
 
 def test_single_task_workflow_and_extra_args(cfg, tmp_path):
     wf = W.single(cfg, "evaluate", model="m2", extra=["--days", "7"]).make(4)
     dagmod.write(dagmod.build(wf, tmp_path / "d"), tmp_path / "d")
     args = split_args(re.search(r"^arguments = (.*)$", (tmp_path / "d" / "evaluate.sub").read_text(), re.M).group(1))
-    assert args[-6:] == ["--model", "m2", "--out", str(cfg.data_root / "evaluation"), "--days", "7"]
+    assert args[-6:] == ["--model", "m2", "--out", str(cfg.data_root / "evaluation" / "run-4"), "--days", "7"]
     assert args[args.index("--run-id") + 1] == "4"
     with pytest.raises(Invalid):
         W.single(cfg, "features", model="m")
+    with pytest.raises(Invalid, match="feature table"):
+        W.single(cfg, "train", model="m")
 
 
 def test_dot_file_and_transfer_option(tmp_path):

@@ -79,7 +79,8 @@ def brute_force(rows: list[dict], horizon: int, present: set[dt.date], candidate
         last = max(upto)
         tier = name.split("/")[5]
         row = {
-            "file_acc_1d": win(1, mine.items(), lambda a: a["n"]), "file_acc_7d": win(7, mine.items(), lambda a: a["n"]),
+            "file_acc_1d": win(1, mine.items(), lambda a: a["n"]),
+            "file_acc_7d": win(7, mine.items(), lambda a: a["n"]),
             "file_acc_30d": win(30, mine.items(), lambda a: a["n"]),
             "file_days_7d": win(7, mine.items(), lambda a: 1), "file_days_30d": win(30, mine.items(), lambda a: 1),
             "ds_acc_1d": win(1, [(day, a) for (f, day), a in same_ds.items()], lambda a: a["n"]),
@@ -135,10 +136,13 @@ def test_no_feature_looks_ahead():
     changed += [{"day": cut + dt.timedelta(days=k), "site": site, "lfn": lfn(0, 1000 + k), "size": 10 ** 9,
                  "n_access": 2, "n_users": 1, "n_tasks": 1, "cpu_s": 1.0}
                 for k in range(1, 30) for site in ("T0_AA_Early", "T2_IT_Pisa")]        # new files, a new site
-    changed += [dict(r, day=r["day"] + dt.timedelta(days=3)) for r in rows if cut - dt.timedelta(days=3) < r["day"] <= cut]
+    three = dt.timedelta(days=3)
+    changed += [dict(r, day=r["day"] + three) for r in rows if cut - three < r["day"] <= cut]   # repeats later
     after = compute_features(_table(changed), horizon=7)
     assert _frozen(after, cut) == _frozen(base, cut)
-    labels = lambda t: t.filter(pa.compute.less_equal(t["day"], pa.scalar(cut, pa.date32())))["future_reads"].to_pylist()
+
+    def labels(t: pa.Table) -> list:
+        return t.filter(pa.compute.less_equal(t["day"], pa.scalar(cut, pa.date32())))["future_reads"].to_pylist()
     assert labels(after) != labels(base)                                # ... while labels do look ahead
 
 

@@ -28,7 +28,7 @@ from smartcache.tasks.generate import (GeneratorError, World, generate_day, gene
 from smartcache.tasks.schema import RAW_ARROW_SCHEMA, RAW_AVRO_SCHEMA
 
 GUID = r"[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}"
-DATA_LFN = re.compile(rf"^/store/data/(Run20\d\d[A-H])/([\w-]+)/(RAW|AOD|MINIAOD|NANOAOD)/([\w-]+-v\d+|v\d+)"
+DATA_LFN = re.compile(rf"^/store/data/(Run20\d\d[A-H]|Commissioning20\d\d)/([\w-]+)/(RAW|AOD|MINIAOD|NANOAOD)/([\w-]+-v\d+|v\d+)"
                       rf"/000/\d{{3}}/\d{{3}}/00000/{GUID}\.root$")
 MC_LFN = re.compile(rf"^/store/mc/(Run3\w+)/([\w-]+)/(GEN-SIM|AODSIM|MINIAODSIM|NANOAODSIM)/(\w+-v\d+)/\d+/{GUID}\.root$")
 DATASET = re.compile(r"^/([\w-]+)/([\w-]+)/([A-Z-]+)$")

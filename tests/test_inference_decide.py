@@ -63,7 +63,7 @@ def test_unlisted_files_get_the_models_answer_from_lfn_features(env, built):
     size = 2.5e9
     got = app.test_client().get("/decide", query_string={"site": SITE, "lfn": MC, "size": size}).get_json()
     # independent recomputation: the features by hand, the TFLite artifact run directly
-    row = np.array([[1.0, 1.0, math.log10(1 + size), 0.0]], np.float32)
+    row = np.array([[1.0, 1.0, math.log10(size), 0.0]], np.float32)
     p = float(Predictor(artifact(built, "v1", "tflite")).predict(row)[0, 0])
     assert got["source"] == "model" and got["model"] == "cachemodel:1"
     assert got["score"] == pytest.approx(p, rel=1e-6)
@@ -156,6 +156,8 @@ def test_lfn_parsing_and_features():
     d = parse_lfn(DATA)
     assert (d.kind, d.era, d.tier, d.dataset) == ("data", "Run2018D", "AOD", "/SingleMuon/Run2018D-12Nov2019_UL2018-v2/AOD")
     assert parse_lfn("/store/user/x.root").kind == "other"
-    row = feature_row(DATA, ["is_mc", "is_data", "tier_aod", "tier_MINIAOD", "size_gb", "k"], {"k": 7.0}, 2e9)
-    assert row.tolist() == [[0.0, 1.0, 1.0, 0.0, 2.0, 7.0]]
+    names = ["is_mc", "is_data", "tier_aod", "tier_MINIAOD", "size_gb", "k", "tier_code", "site_tier", "log_size"]
+    row = feature_row(DATA, names, {"k": 7.0}, 2e9, "T1_IT_CNAF")
+    assert row.tolist() == [[0.0, 1.0, 1.0, 0.0, 2.0, 7.0, 3.0, 1.0, pytest.approx(math.log10(2e9))]]
+    assert feature_row("/store/user/x.root", ["tier_code"], {}).tolist() == [[0.0]]
     assert feature_row(DATA, ["n_access_1d"], {}) is None

@@ -222,3 +222,33 @@ def test_xrootd_down_push_fails_and_old_list_survives(store, tmp_path, xrootd_or
         assert xrootd_origin.local("/store/lists/S1.txt").read_text() == Path(p2.uri).read_text()
     finally:
         origin.stop()
+
+
+# -- `smartcache push` ---------------------------------------------------------------------------
+def test_push_command(home, tmp_path):
+    import click
+    from click.testing import CliRunner
+    from smartcache.catalog import load_config
+    from smartcache.submit.cli_model import commands
+
+    @click.group()
+    @click.pass_context
+    def group(ctx):
+        ctx.obj = load_config()
+    for c in commands:
+        group.add_command(c)
+    store = open_store(load_config().catalog_url, migrate=True)
+    dest = tmp_path / "site"
+    make_placement(store, tmp_path, "S1", lfns(3), f"file://{dest}/")
+    make_placement(store, tmp_path, "S2", lfns(3, "b"), None)
+    run = CliRunner().invoke
+    r = run(group, ["push", "S1"])
+    assert r.exit_code == 0, r.output
+    assert "pushed" in r.output and (dest / "S1.txt").is_file()
+    r = run(group, ["push", "S1", "--json"])
+    assert r.exit_code == 0 and '"changed": false' in r.output
+    r = run(group, ["push", "S2"])
+    assert r.exit_code == 1 and "1 push(es) failed" in r.output and "Traceback" not in r.output
+    r = run(group, ["push", "nosuch"])
+    assert r.exit_code == 1 and "nosuch" in r.output and "Traceback" not in r.output
+    store.close()

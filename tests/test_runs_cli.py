@@ -123,17 +123,31 @@ def test_submit_reduce_without_partitions_is_one_clean_error(invoke, tmp_path):
     assert res.exit_code == 1 and "no raw data" in res.output and "Traceback" not in res.output
 
 
-@pytest.mark.skipif(importlib.util.find_spec("smartcache.tasks.reduce") is None
-                    or importlib.util.find_spec("smartcache.tasks.features") is None
-                    or importlib.util.find_spec("smartcache.tasks.gen_cms") is None,
+@pytest.mark.skipif(any(importlib.util.find_spec(m) is None for m in
+                        ("smartcache.tasks.reduce", "smartcache.tasks.features", "smartcache.submit.cli_generate")),
                     reason="needs the reduce/features tasks and the log generator (issue 3)")
-def test_submit_reduce_local_end_to_end(invoke, cfg):
-    from smartcache.submit.cli import cli as main_cli
-    gen = CliRunner().invoke(main_cli, ["generate", "logs", "--months", "1", "--end", "2026-10", "--scale", "0.05"])
+@pytest.mark.slow
+def test_submit_reduce_local_end_to_end(cfg, home):
+    from smartcache.submit.cli_generate import commands as generate_commands
+
+    @click.group(cls=SmartcacheGroup)
+    @click.pass_context
+    def group(ctx):
+        ctx.obj = load_config()
+    for c in [*commands, *generate_commands]:
+        group.add_command(c)
+    runner = CliRunner()
+    gen = runner.invoke(group, ["generate", "logs", "--months", "1", "--end", "2026-10", "--scale", "0.05",
+                                "--no-progress"])
     assert gen.exit_code == 0, gen.output
-    res = invoke("submit", "reduce", "--months", "1", "--end", "2026-10", "--wait", "--no-progress")
+    res = runner.invoke(group, ["submit", "reduce", "--months", "1", "--end", "2026-10", "--chunk", "8",
+                                "--executor", "local", "--wait", "--no-progress"])
     assert res.exit_code == 0, res.output
     store = R.open_catalog(cfg)
     run = store.list_runs()[0]
-    assert run.status == "done" and run.executor == "local"
-    assert len(store.run_nodes(run.id)) == 32 and store.list_datasets(kind="reduced")
+    assert (run.status, run.executor, run.params["partitions"]) == ("done", "local", 31)
+    assert [n.node for n in store.run_nodes(run.id)] == [f"reduce-{i:03d}" for i in range(4)] + ["features-000"]
+    reduced = store.list_datasets(prefix="reduced/")
+    assert len(reduced) == 31 and all(d.run_id == run.id for d in reduced)
+    features = store.get_dataset("features/2026-10-01_2026-10-31")
+    assert features.run_id == run.id and features.n_rows > 0

@@ -67,7 +67,7 @@ def test_agent_places_pushed_list_and_cache_serves_it(xrd_site, tmp_path):
     push_file(local, s.list_path.parent.as_uri() + "/", SITE)          # the push: write aside, rename
     store = open_store(f"sqlite:///{tmp_path}/c.db", migrate=True)
     result = run_agent(store, SITE, s.list_path.parent.as_uri() + "/", s.cache.url, state_dir=tmp_path / "state",
-                       cache_dir=s.cache_dir, concurrency=2, progress=False)
+                       cache_dir=s.cache_dir, concurrency=2, progress=False, plugin_reload=0)
     assert result.placement.placed == 3 and not result.placement.failed and result.ok
     assert result.placement.bytes_read == sum(s.files[x] for x in listed)
     for lfn in listed:
@@ -115,12 +115,13 @@ def test_agent_reports_listed_files_the_cache_declined(xrd_site, tmp_path):
     (tmp_path / "push" / f"{SITE}.txt").write_text(f"# smartcache placement site={SITE}\n{lfn}\n")
     store = open_store(f"sqlite:///{tmp_path}/c.db", migrate=True)
     result = run_agent(store, SITE, str(tmp_path / "push") + "/", s.cache_ask.url, state_dir=tmp_path / "st",
-                       cache_dir=s.data_dir(s.cache_ask), progress=False)
+                       cache_dir=s.data_dir(s.cache_ask), progress=False, settle_wait=1.0, plugin_reload=0)
     assert result.placement.placed == 1 and result.not_cached == (lfn,) and not result.ok
     assert store.get_dataset(f"cache/{SITE}").meta["list"]["cached"] == 0
     with pytest.raises(Invalid, match="list of site 'T1_Other'"):
         (tmp_path / "push" / f"{SITE}.txt").write_text(f"# smartcache placement site=T1_Other\n{lfn}\n")
-        run_agent(store, SITE, str(tmp_path / "push") + "/", s.cache_ask.url, state_dir=tmp_path / "st")
+        run_agent(store, SITE, str(tmp_path / "push") + "/", s.cache_ask.url, state_dir=tmp_path / "st",
+                  plugin_reload=0)
     store.close()
 
 
@@ -196,7 +197,8 @@ def test_cli_agent_against_running_cache(xrd_site, site_cli, tmp_path):
     lfns = s.lfns("cli")[:2]
     s.write_list(lfns)
     r = site_cli("site", "agent", "--site", SITE, "--list", str(s.list_path), "--cache", s.cache.url,
-                 "--cache-dir", str(s.cache_dir), "--state-dir", str(tmp_path / "st"), "--no-progress", "--json")
+                 "--cache-dir", str(s.cache_dir), "--state-dir", str(tmp_path / "st"), "--no-progress", "--json",
+                 "--plugin-reload", "0")
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
     assert out["placement"]["placed"] == 2 and out["dataset"] == f"cache/{SITE}"
@@ -208,7 +210,8 @@ def test_cli_demo_site_up_agent_down(xrd_site, site_cli):
     base = xrd_site.base / "demo"
     (base / "plugin").mkdir(parents=True)
     shutil.copy2(xrd_site.lib, base / "plugin" / xrd_site.lib.name)    # reuse the session's build
-    r = site_cli("site", "up", "--site", "T3_XX_Demo", "--dir", str(base), "--files", "3", "--file-size", "200kB")
+    r = site_cli("site", "up", "--site", "T3_XX_Demo", "--dir", str(base), "--files", "3", "--file-size", "200kB",
+                 "--reload", "0.5")
     assert r.exit_code == 0, r.output
     state = X.load_site(base)
     try:

@@ -1,7 +1,7 @@
 """A real site on 127.0.0.1 for the tests: an XRootD origin with files of real bytes, XCaches in front of
 it with the project's decision plugin, and a tiny /decide HTTP service the plugin can ask.
 
-Needs Debian's xrootd-server xrootd-client libxrootd-server-dev libxrootd-dev g++ and PyPI's xrootd;
+Needs Debian's xrootd-server libxrootd-server-dev libxrootd-dev g++ and PyPI's xrootd;
 without them the tests skip (and fail under CI, which installs them).
 """
 

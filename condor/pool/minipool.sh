@@ -231,8 +231,7 @@ master_pid() { [ -f "$PIDFILE" ] && cat "$PIDFILE"; }
 
 master_alive() {   # condor_master daemonizes: a zombie in /proc/PID/stat is not a live master
   local p; p=$(master_pid) || return 1
-  [ -r "/proc/$p/stat" ] && [ "$(awk '{print $3}' "/proc/$p/stat")" != Z ] &&
-    [ "$(readlink "/proc/$p/root")" = "$R" ]
+  alive_in_chroot "$p"
 }
 
 pool_ads_present() {
@@ -273,8 +272,28 @@ cmd_start() {
   say "pool up in $((SECONDS - t0))s (condor_master pid $(master_pid), collector 127.0.0.1:$PORT)"
 }
 
+alive_in_chroot() {   # PID: a live, non-zombie process whose root is our chroot
+  [ -r "/proc/$1/stat" ] && [ "$(awk '{print $3}' "/proc/$1/stat")" != Z ] &&
+    [ "$(readlink "/proc/$1/root")" = "$R" ]
+}
+
+stop_workers() {   # elastic workers (smartcache.condor.workers, backend "local") go first
+  local f p pids=() t0=$SECONDS
+  for f in "$R"/var/lib/condor/workers/w*/run/master.pid; do
+    [ -f "$f" ] || continue
+    p=$(cat "$f")
+    if alive_in_chroot "$p"; then kill -TERM "$p" && pids+=("$p"); fi
+  done
+  [ ${#pids[@]} -gt 0 ] || return 0
+  say "stopping ${#pids[@]} elastic worker(s)"
+  for p in "${pids[@]}"; do
+    while alive_in_chroot "$p" && [ $((SECONDS - t0)) -lt 60 ]; do sleep 0.5; done
+  done
+}
+
 cmd_down() {
   need_root
+  stop_workers
   if master_alive; then
     local p t0=$SECONDS
     p=$(master_pid)

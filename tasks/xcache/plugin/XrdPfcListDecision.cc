@@ -7,9 +7,11 @@
 //
 // Decide(lfn) runs synchronously on every file open, so it answers from memory:
 // - the placement list (text: '#' header lines, then one LFN per line) is held as a hash set behind a
-//   shared_ptr that is swapped atomically; the list file's inode/size/mtime are checked at most every
-//   `reload` seconds (0 = on every open) and the set is rebuilt only when they change. A push replaces the
-//   list by rename, so a new inode means a new list; readers keep the old set until the swap.
+//   shared_ptr that is swapped atomically. A background thread checks the list file's inode/size/mtime
+//   every `reload` seconds and rebuilds the set only when they change (a 500k-LFN list takes seconds to
+//   load, which must not delay an open); reload=0 checks on every open instead (tests, tiny lists). A
+//   push replaces the list by rename, so a new inode means a new list; readers keep the old set until
+//   the swap.
 // - an LFN not on the list is admitted by `default` (0/1), or, when `decide` is set, by asking the
 //   inference service's GET /decide?site=S&lfn=L -> {"store": bool, ...} over plain HTTP/1.1 on a
 //   socket with one deadline (`timeout_ms`) for connect+send+receive. Answers are cached for `ttl`
@@ -31,11 +33,14 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <algorithm>
 #include <fstream>
+#include <iterator>
 #include <memory>
 #include <mutex>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
@@ -88,16 +93,23 @@ bool StatId(const std::string &path, FileId &id) {
 
 // One LFN per line (first word); blank lines and '#' comments are skipped.
 bool LoadList(const std::string &path, LfnSet &out) {
-   std::ifstream in(path);
+   std::ifstream in(path, std::ios::binary);
    if (!in) return false;
-   std::string line;
-   while (std::getline(in, line)) {
-      size_t b = line.find_first_not_of(" \t\r");
-      if (b == std::string::npos || line[b] == '#') continue;
-      size_t e = line.find_first_of(" \t\r", b);
-      out.insert(Normalize(line.substr(b, e == std::string::npos ? std::string::npos : e - b)));
+   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+   if (in.bad()) return false;
+   out.reserve(text.size() / 64 + 16);   // CMS LFNs are ~100 bytes: fewer rehashes
+   size_t pos = 0;
+   while (pos < text.size()) {
+      size_t eol = text.find('\n', pos);
+      if (eol == std::string::npos) eol = text.size();
+      size_t b = text.find_first_not_of(" \t\r", pos);
+      if (b < eol && text[b] != '#') {
+         size_t e = text.find_first_of(" \t\r\n", b);
+         out.insert(Normalize(text.substr(b, std::min(e, eol) - b)));
+      }
+      pos = eol + 1;
    }
-   return !in.bad();
+   return true;
 }
 
 std::string UrlEncode(const std::string &s) {
@@ -263,7 +275,20 @@ public:
       if (!m_p.decide.empty() && !ParseHttpUrl(m_p.decide, m_target, err)) {
          m_log.Emsg("SmartcacheDecision", "fallback disabled:", err.c_str());
       }
-      if (!m_p.list.empty()) Reload(true);
+      if (!m_p.list.empty()) {
+         Reload(true);
+         if (m_p.reload_s > 0) {
+            // the plugin lives as long as the server: a detached thread is never left dangling
+            std::thread([this] {
+               const auto period = std::chrono::duration<double>(m_p.reload_s);
+               for (;;) {
+                  std::this_thread::sleep_for(period);
+                  std::lock_guard<std::mutex> lock(m_reload_mx);
+                  Reload(false);
+               }
+            }).detach();
+         }
+      }
       std::ostringstream s;
       s << "list=" << (m_p.list.empty() ? "-" : m_p.list) << " reload=" << m_p.reload_s
         << "s default=" << m_p.default_answer << " decide=" << (m_target.ok ? m_p.decide : "-");
@@ -272,7 +297,7 @@ public:
    }
 
    bool Decide(const std::string &lfn, XrdOss &) const override {
-      if (!m_p.list.empty()) MaybeReload();
+      if (!m_p.list.empty() && m_p.reload_s <= 0) CheckNow();
       std::shared_ptr<const LfnSet> set;
       {
          std::lock_guard<std::mutex> lock(m_set_mx);
@@ -285,12 +310,10 @@ public:
    }
 
 private:
-   void MaybeReload() const {
-      long long now = NowNs();
-      if (now < m_next_check_ns.load(std::memory_order_relaxed)) return;
+   // reload=0: check the list on this open (a stat; a changed list is loaded here, in this open).
+   void CheckNow() const {
       std::unique_lock<std::mutex> lock(m_reload_mx, std::try_to_lock);
       if (!lock.owns_lock()) return;  // another open is reloading; use the current set meanwhile
-      m_next_check_ns.store(now + static_cast<long long>(m_p.reload_s * 1e9), std::memory_order_relaxed);
       Reload(false);
    }
 
@@ -312,10 +335,12 @@ private:
       m_loaded = id;
       m_have_id = true;
       const std::string n = std::to_string(fresh->size());
+      std::shared_ptr<const LfnSet> old = std::move(fresh);
       {
          std::lock_guard<std::mutex> lock(m_set_mx);
-         m_set = std::move(fresh);
+         m_set.swap(old);
       }
+      old.reset();   // free the previous set here, outside the lock Decide() takes
       m_log.Emsg("SmartcacheDecision", "loaded", n.c_str(), ("LFNs from " + m_p.list).c_str());
    }
 
@@ -351,7 +376,6 @@ private:
    mutable std::mutex m_set_mx;                 // guards the pointer swap only
    mutable std::shared_ptr<const LfnSet> m_set;
    mutable std::mutex m_reload_mx;              // one reloader at a time
-   mutable std::atomic<long long> m_next_check_ns{0};
    mutable FileId m_loaded;                     // guarded by m_reload_mx
    mutable bool m_have_id = false;              // guarded by m_reload_mx
 

@@ -1,0 +1,145 @@
+"""The elastic provisioner: the pure decision function (table of cases, flapping demand), the
+command backend, and (marked condor) workers added and removed on the real pool."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from smartcache.catalog.errors import ConfigError
+from smartcache.condor.autoscale import Demand, Policy, State, Supply, decide, wanted_workers
+from smartcache.condor.workers import CommandBackend, WorkerError
+
+P = Policy(min_workers=0, max_workers=5, worker_cpus=2, worker_memory_mb=4000,
+           up_cooldown=10, idle_timeout=30, down_cooldown=0)
+
+
+def D(idle=0, cpus=None, mem=None, running=0):
+    return Demand(idle, idle if cpus is None else cpus, 100 * idle if mem is None else mem, running)
+
+
+# demand, supply, policy, wanted workers
+WANTED = [
+    ("nothing to do", D(), Supply(), P, 0),
+    ("idle jobs, no workers", D(3), Supply(), P, 2),                     # 3 cpu / 2 per worker
+    ("idle jobs fit free cpus", D(2), Supply(2, 1, 2, 8000), P, 2),
+    ("some do not fit", D(5), Supply(2, 2, 1, 4000), P, 4),              # 4 cpu short -> +2
+    ("memory-bound", D(2, cpus=2, mem=9000), Supply(), P, 3),            # 9000 MB / 4000
+    ("capped at max", D(40), Supply(1, 1, 0, 0), P, 5),
+    ("idle workers, no demand", D(0, running=2), Supply(4, 2, 4, 8000), P, 2),
+    ("all idle, min 1", D(), Supply(3, 0, 6, 12000), Policy(min_workers=1, max_workers=5), 1),
+    ("below min", D(), Supply(), Policy(min_workers=2, max_workers=5), 2),
+    ("spare beyond waiting jobs", D(1), Supply(3, 0, 6, 12000), P, 1),   # keep 1 worker for 1 job
+    ("starting workers count as supply", D(2), Supply(1, 1, 2, 4000), P, 1),
+]
+
+
+@pytest.mark.parametrize("name,demand,supply,policy,expected", WANTED, ids=[w[0] for w in WANTED])
+def test_wanted_workers(name, demand, supply, policy, expected):
+    wanted, reason = wanted_workers(demand, supply, policy)
+    assert wanted == expected, reason
+    assert reason
+
+
+def test_scale_up_is_immediate_then_cooled_down():
+    d = decide(D(4), Supply(), P, State(), now=100)
+    assert (d.action, d.target) == ("up", 2)
+    # the new workers have not appeared yet and more jobs came: wait for the cooldown
+    d2 = decide(D(8), Supply(2, 2, 4, 8000), P, d.state, now=105)
+    assert (d2.action, d2.target) == ("hold", 2) and "cooldown" in d2.reason
+    d3 = decide(D(8), Supply(2, 2, 4, 8000), P, d2.state, now=111)
+    assert (d3.action, d3.target) == ("up", 4)
+
+
+def test_scale_down_waits_for_idle_timeout_without_a_break():
+    s, state = Supply(3, 1, 4, 8000), State(last_up=0, last_change=0)
+    d = decide(D(0, running=1), s, P, state, now=100)
+    assert d.action == "hold" and d.state.low_since == 100
+    d = decide(D(0, running=1), s, P, d.state, now=129)
+    assert d.action == "hold"
+    d = decide(D(0, running=1), s, P, d.state, now=130.5)
+    assert (d.action, d.target) == ("down", 1)          # the busy worker stays
+    assert d.state.low_since is None
+
+
+def test_flapping_demand_never_shrinks_and_grows_at_most_once_per_cooldown():
+    """Demand that comes and goes every cycle: no start/stop churn."""
+    state, workers, changes = State(), 0, []
+    for t in range(0, 300, 2):
+        demand = D(4) if (t // 2) % 2 == 0 else D(0, running=0)
+        supply = Supply(workers, 0, 2 * workers, 4000 * workers)
+        d = decide(demand, supply, P, state, now=t)
+        state = d.state
+        if d.action != "hold":
+            changes.append((t, d.action, d.target))
+            workers = d.target
+    assert changes and all(a == "up" for _, a, _ in changes)
+    assert workers == 2
+    ups = [t for t, a, _ in changes if a == "up"]
+    assert all(b - a >= P.up_cooldown for a, b in zip(ups, ups[1:]))
+
+
+def test_a_steady_surplus_after_flapping_does_shrink():
+    state = State(last_up=0, last_change=0)
+    for t in range(0, 20, 2):                       # flapping: the timer keeps restarting
+        demand = D(4) if (t // 2) % 2 == 0 else D()
+        state = decide(demand, Supply(2, 0, 4, 8000), P, state, now=t).state
+    for t in range(20, 60, 2):                      # then quiet
+        d = decide(D(), Supply(2, 0, 4, 8000), P, state, now=t)
+        state = d.state
+        if d.action == "down":
+            break
+    # the surplus has lasted since the last low sample of the flapping phase (t=18)
+    assert (d.action, d.target) == ("down", 0) and t == 18 + P.idle_timeout
+
+
+def test_min_and_max_override_cooldown_and_hysteresis():
+    p = Policy(min_workers=2, max_workers=3, up_cooldown=100, idle_timeout=100)
+    d = decide(D(), Supply(0), p, State(last_up=99, last_change=99), now=100)
+    assert (d.action, d.target) == ("up", 2)
+    d = decide(D(), Supply(5, 5, 0, 0), p, State(), now=100)   # above max: shrink now
+    assert (d.action, d.target) == ("down", 3)
+
+
+def test_down_cooldown_after_a_change():
+    p = Policy(max_workers=5, idle_timeout=0, down_cooldown=50)
+    d = decide(D(), Supply(2, 0, 2, 4096), p, State(last_up=10, last_change=10), now=30)
+    assert d.action == "hold" and "cooldown" in d.reason
+    d = decide(D(), Supply(2, 0, 2, 4096), p, d.state, now=61)
+    assert (d.action, d.target) == ("down", 0)
+
+
+def test_demand_from_job_ads():
+    p = Policy(worker_cpus=2, worker_memory_mb=1000, idle_grace=5)
+    jobs = [
+        {"JobStatus": 1, "RequestCpus": 1, "RequestMemory": 100, "EnteredCurrentStatus": 0},
+        {"JobStatus": 1, "RequestCpus": 2, "RequestMemory": 500, "EnteredCurrentStatus": 0},
+        {"JobStatus": 1, "RequestCpus": 4, "RequestMemory": 100, "EnteredCurrentStatus": 0},   # too big
+        {"JobStatus": 1, "RequestCpus": 1, "RequestMemory": 100, "EnteredCurrentStatus": 98},  # too new
+        {"JobStatus": 2, "RequestCpus": 1},
+        {"JobStatus": 5, "RequestCpus": 1},                                                    # held
+        {"JobStatus": 1, "RequestCpus": None, "RequestMemory": "expr", "QDate": 0},
+    ]
+    d = Demand.from_jobs(jobs, p, now=100)
+    assert (d.idle_jobs, d.idle_cpus, d.idle_memory_mb, d.running_jobs, d.unfit_jobs) == (3, 4, 600, 1, 1)
+
+
+@pytest.mark.parametrize("kwargs", [dict(min_workers=3, max_workers=2), dict(min_workers=-1),
+                                    dict(worker_cpus=0), dict(up_cooldown=-1)])
+def test_policy_rejects_nonsense(kwargs):
+    with pytest.raises(ConfigError):
+        Policy(**kwargs)
+
+
+def test_command_backend_runs_the_command_with_the_count(tmp_path):
+    out = tmp_path / "replicas"
+    cmd = f"{sys.executable} -c 'import sys; open(sys.argv[1], \"w\").write(sys.argv[2])' {out} {{n}}"
+    CommandBackend(cmd).scale_to(7)
+    assert out.read_text() == "7"
+    with pytest.raises(WorkerError):
+        CommandBackend(f"{sys.executable} -c 'raise SystemExit(3)' {{n}}").scale_to(1)
+    with pytest.raises(ConfigError):
+        CommandBackend("kubectl scale deployment wn --replicas 3")
