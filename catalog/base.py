@@ -10,11 +10,11 @@ from typing import Callable, TypeVar
 
 from sqlalchemy import Engine, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
 
 from smartcache.catalog.engine import make_engine
-from smartcache.catalog.errors import Invalid, NotFound, Unavailable
+from smartcache.catalog.errors import AlreadyExists, CatalogError, Invalid, NotFound, Unavailable
 from smartcache.catalog.models import DatasetRow, RunRow, SiteRow
 
 T = TypeVar("T")
@@ -64,10 +64,23 @@ class StoreBase:
                 time.sleep(0.05 * 2**attempt * (0.5 + random.random()))
             except ProgrammingError as e:
                 raise _unavailable(self.engine, e) from e
-        raise AssertionError("unreachable")  # pragma: no cover
+            except IntegrityError as e:
+                raise _integrity(e) from e
+        raise RuntimeError("unreachable")  # pragma: no cover
 
     def _insert(self, s: Session):
         return (postgresql.insert if s.bind.dialect.name == "postgresql" else sqlite.insert)
+
+
+def _integrity(e: IntegrityError) -> CatalogError:
+    """A constraint the caller's values broke: a duplicate, or a reference to a missing row."""
+    text = str(e.orig or e).lower()
+    first = str(e.orig or e).strip().splitlines()[0]
+    if "unique" in text or "duplicate" in text:
+        return AlreadyExists(f"already in the catalog: {first}")
+    if "foreign key" in text:
+        return NotFound(f"refers to a row that is not in the catalog: {first}")
+    return Invalid(f"rejected by the catalog: {first}")
 
 def _transient(e: OperationalError) -> bool:
     text = str(e.orig).lower() if e.orig is not None else str(e).lower()

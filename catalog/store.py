@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Iterable, Mapping
 
 from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from smartcache.catalog import records as R
@@ -33,10 +32,7 @@ class Store(RegistryMixin, StoreBase):
             s.add(row)
             s.flush()
             return _site(row)
-        try:
-            return self._tx(fn)
-        except IntegrityError as e:
-            raise AlreadyExists(f"site {name} already exists") from e
+        return self._tx(fn)
 
     def update_site(self, name: str, *, cache_size: int | None = None, push_uri: str | None = None,
                     region: str | None = None) -> R.Site:

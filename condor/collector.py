@@ -7,6 +7,7 @@ the project's own pool set ``CONDOR_CONFIG`` from :func:`smartcache.condor.pool.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from smartcache.catalog.config import CondorConfig
@@ -81,10 +82,15 @@ def _collector(config: CondorConfig | None):
 
 def _query(config: CondorConfig | None, ad_type_name: str, constraint: str, projection: list[str]) -> list:
     import htcondor2
-    collector = _collector(config)
+    ad_type = getattr(htcondor2.AdType, ad_type_name)
     try:
-        return collector.query(getattr(htcondor2.AdType, ad_type_name), constraint=constraint,
-                               projection=projection)
+        return _collector(config).query(ad_type, constraint=constraint, projection=projection)
+    except htcondor2.HTCondorException:
+        # After a collector restart the first query fails on the cached security session, which
+        # that failure drops: a second attempt negotiates a new one.
+        time.sleep(0.2)
+    try:
+        return _collector(config).query(ad_type, constraint=constraint, projection=projection)
     except htcondor2.HTCondorException as e:
         raise CollectorError(f"collector query failed: {e}") from e
 

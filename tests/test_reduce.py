@@ -249,3 +249,22 @@ def test_generated_logs_end_to_end(tmp_path, fmt):
             assert p.records_kept == m["analysis_ok"] and t.num_rows == m["analysis_ok_site_files"]
             sizes = pa.compute.sum(pa.compute.multiply(t["size"], t["n_access"])).as_py()
             assert sizes == m["analysis_ok_bytes"]
+
+
+def test_click_commands_pass_through(tmp_path, by_day, home):
+    from click.testing import CliRunner
+
+    from smartcache.catalog import load_config
+    from smartcache.submit.cli_reduce import features, reduce
+    cfg = load_config()
+    for d, recs in by_day.items():
+        write(tmp_path / "raw", d, recs)
+    runner = CliRunner()
+    res = runner.invoke(reduce, ["--source-root", str(tmp_path / "raw"), "--no-progress"], obj=cfg)
+    assert res.exit_code == 0, res.output
+    assert output_path(cfg.data_root, "reduced", DAYS[1]).exists()
+    res = runner.invoke(features, ["--horizon", "1"], obj=cfg)
+    assert res.exit_code == 0, res.output
+    store = open_store(cfg.catalog_url)
+    assert [d.name for d in store.list_datasets(kind="features")] == ["features/2026-03-01_2026-03-02_h1"]
+    assert runner.invoke(features, ["--reduced", "nothing-here"], obj=cfg).exit_code == 1

@@ -150,3 +150,8 @@ def test_open_store_migrates(catalog_url):
     s = open_store(catalog_url, migrate=True)
     assert s.list_sites() == []
     s.close()
+
+
+def test_reference_to_a_missing_run_is_a_catalog_error(store):
+    with pytest.raises(NotFound, match="not in the catalog"):
+        store.register_dataset("raw/x", "raw", "file:///x", run_id=999_999)
