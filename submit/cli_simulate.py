@@ -10,7 +10,8 @@ import click
 
 from smartcache.catalog import SmartcacheError, parse_size
 from smartcache.submit.context import echo_json, get_store, json_option
-from smartcache.tasks.cachesim import DAY, DEFAULT_POLICIES, parse_policies, read_trace_csv
+
+DEFAULT_POLICIES = "lru,lfu,gdsf,belady"  # the same default as smartcache.tasks.cachesim
 
 
 def _user_errors(fn):
@@ -59,6 +60,8 @@ def simulate(ctx: click.Context, trace_path: Path, cache_sizes: str, policies: s
     from smartcache.tasks.sim_run import run_grid, totals
 
     sizes = _sizes(cache_sizes)
+    # the simulator compiles numba kernels: import it only when a simulation runs
+    from smartcache.tasks.cachesim import DAY, parse_policies, read_trace_csv
     wanted = parse_policies(policies)
     if threshold is not None and not math.isfinite(threshold):
         raise SmartcacheError("--threshold must be a number")
