@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="a quarter of the requests")
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=8)
     ap.add_argument("--json", action="store_true", help="print the raw results as JSON too")
     ap.add_argument("--keep", action="store_true", help="keep the work folder (models, logs)")
     args = ap.parse_args(argv)

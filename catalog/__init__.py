@@ -1,20 +1,40 @@
 """The smartcache catalog: datasets, models, runs, sites and placements in one SQL database.
 
 Also home of what every other part stands on: the error hierarchy, typed configuration and
-size units.
+size units. The SQL parts (SQLAlchemy) load on first use, so that worker processes that only
+need errors or units start quickly.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from smartcache.catalog.config import Config, load_config
 from smartcache.catalog.errors import (AlreadyExists, CatalogError, ConfigError, ErrorCode, Invalid, NotFound,
                                        SmartcacheError, Unavailable)
-from smartcache.catalog.records import Dataset, Model, Placement, Quarantine, Run, RunNode, Site
-from smartcache.catalog.store import Store
 from smartcache.catalog.units import format_size, parse_size
 from smartcache.catalog.version import __version__
 
+if TYPE_CHECKING:  # pragma: no cover
+    from smartcache.catalog.records import Dataset, Model, Placement, Quarantine, Run, RunNode, Site
+    from smartcache.catalog.store import Store
 
-def open_store(url: str, migrate: bool = False) -> Store:
+_LAZY = {"Store": "smartcache.catalog.store",
+         **{n: "smartcache.catalog.records"
+            for n in ("Dataset", "Model", "Placement", "Quarantine", "Run", "RunNode", "Site")}}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def open_store(url: str, migrate: bool = False) -> "Store":
     """Open the catalog at ``url``; with ``migrate`` bring its schema to the newest revision first."""
+    from smartcache.catalog.store import Store
     store = Store.open(url)
     if migrate:
         from smartcache.catalog.migrate import current_revision, head_revision, upgrade

@@ -148,6 +148,8 @@ class LocalExecutor:
             limit = self.spec.max_jobs.get(node.category) if node.category else None
             if limit is not None and per_cat.get(node.category, 0) >= limit:
                 continue
+            if used >= self.max_cpus:
+                break
             cmd = node_command(node, self.spec.dir, self.tries[name])
             cpus = min(cmd["cpus"], self.max_cpus)
             if used + cpus > self.max_cpus:

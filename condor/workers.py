@@ -91,7 +91,8 @@ class LocalBackend:
                 continue
             started = float((d / "started").read_text() or 0)
             pid = master_pid(self.root, state_dir=f"{WORKERS_DIR}/{d.name}")
-            if pid is None and time.time() - started > STARTUP_GRACE:
+            just_started = not (d / "run" / "master.pid").exists() and time.time() - started < STARTUP_GRACE
+            if pid is None and not just_started:
                 continue
             found.append(Worker(d.name, pid, started, (d / "retiring").exists()))
         return sorted(found, key=lambda w: (w.started, w.name))

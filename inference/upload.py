@@ -76,8 +76,8 @@ def _from_form(req: Request) -> Upload:
             model = base64.b64decode(model, validate=False)
         except (binascii.Error, ValueError) as e:
             raise APIError(400, f"model is not base64: {e}") from e
-    params = _params(req.files["params"].read() if "params" in req.files else b"{}", name)
-    labels = req.files["labels"].read() if "labels" in req.files else None
+    params = _params(_part(req, "params") or b"{}", name)
+    labels = _part(req, "labels")
     if mf.is_tflite(model):
         kind = "tflite"
     elif mf.is_gzip(model):
@@ -89,6 +89,15 @@ def _from_form(req: Request) -> Upload:
     else:
         raise APIError(400, "model file is empty")
     return Upload(name, kind, model, params, labels)
+
+
+def _part(req: Request, key: str) -> bytes | None:
+    """A form part sent as a file (``-F params=@f``) or as a text field (``-F params=<f``)."""
+    if key in req.files:
+        return req.files[key].read()
+    if key in req.form:
+        return req.form[key].encode()
+    return None
 
 
 def _from_bundle(body: bytes, name: str | None, max_bytes: int) -> Upload:

@@ -97,6 +97,64 @@ def pool_status_cmd(ctx: click.Context, root: Path | None, as_json: bool) -> Non
                      d.get("target"), d.get("action"), d.get("reason")) for d in decisions])
 
 
+@pool.command("autoscale")
+@root_option
+@click.option("--backend", type=click.Choice(["local", "command"]), default="local", show_default=True,
+              help="local: extra startds in this machine's pool; command: run --command with the count.")
+@click.option("--command", "scale_command", help="For --backend command, e.g. "
+              "'kubectl scale deployment wn-pod --replicas {n}'.")
+@click.option("--min", "min_workers", type=click.IntRange(0), default=0, show_default=True)
+@click.option("--max", "max_workers", type=click.IntRange(0), default=4, show_default=True)
+@click.option("--worker-cpus", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--worker-memory", "worker_memory_mb", type=click.IntRange(1), default=2048, show_default=True,
+              help="MB per worker.")
+@click.option("--idle-timeout", type=click.FloatRange(0), default=60, show_default=True,
+              help="Seconds a surplus must last before idle workers are removed.")
+@click.option("--up-cooldown", type=click.FloatRange(0), default=10, show_default=True)
+@click.option("--down-cooldown", type=click.FloatRange(0), default=0, show_default=True)
+@click.option("--idle-grace", type=click.FloatRange(0), default=0, show_default=True,
+              help="Jobs idle for less than this many seconds are not demand yet.")
+@click.option("--constraint", help="Which jobs are demand (ClassAd expression).")
+@click.option("--interval", type=click.FloatRange(0.1), default=5, show_default=True)
+@click.option("--cycles", type=click.IntRange(1), help="Stop after this many cycles (default: run until ^C).")
+@click.option("--metrics-port", type=click.IntRange(1024, 65535), help="Serve Prometheus metrics on 127.0.0.1.")
+@click.option("--quiet", is_flag=True, help="Do not print scaling actions.")
+@click.pass_context
+def pool_autoscale_cmd(ctx: click.Context, root: Path | None, backend: str, scale_command: str | None,
+                       min_workers: int, max_workers: int, worker_cpus: int, worker_memory_mb: int,
+                       idle_timeout: float, up_cooldown: float, down_cooldown: float, idle_grace: float,
+                       constraint: str | None, interval: float, cycles: int | None,
+                       metrics_port: int | None, quiet: bool) -> None:
+    """Grow and shrink elastic workers with the smartcache jobs in the queue.
+
+    Every decision is logged with its reason (see `smartcache pool status`) and exported as
+    Prometheus metrics (<home>/pool/autoscale.prom, and --metrics-port).
+    """
+    from smartcache.catalog.errors import ConfigError
+    from smartcache.condor.autoscale import Policy
+    from smartcache.condor.pool import activate_pool_env
+    from smartcache.condor.provision import DEFAULT_CONSTRAINT, Autoscaler, Metrics
+    from smartcache.condor.workers import CommandBackend, LocalBackend
+    cfg = get_config(ctx)
+    policy = Policy(min_workers, max_workers, worker_cpus, worker_memory_mb, up_cooldown=up_cooldown,
+                    idle_timeout=idle_timeout, down_cooldown=down_cooldown, idle_grace=idle_grace)
+    if backend == "command":
+        if not scale_command:
+            raise ConfigError("--backend command needs --command '... {n} ...'")
+        scaler_backend = CommandBackend(scale_command)
+    else:
+        activate_pool_env(root)     # the local pool's own config, for this process's HTCondor client
+        scaler_backend = LocalBackend(root, worker_cpus=worker_cpus, worker_memory_mb=worker_memory_mb,
+                                      idle_timeout=idle_timeout + 60)
+    metrics = Metrics(cfg.home / "pool" / "autoscale.prom", metrics_port)
+    scaler = Autoscaler(cfg, policy, scaler_backend, constraint=constraint or DEFAULT_CONSTRAINT,
+                        metrics=metrics)
+    try:
+        scaler.run(interval, cycles=cycles, quiet=quiet)
+    except KeyboardInterrupt:
+        click.echo("autoscaler stopped", err=True)
+
+
 def _last_decisions(cfg: Config, n: int = 10) -> list[dict]:
     from smartcache.condor.autoscale_log import read_decisions
     return read_decisions(cfg.home, n)

@@ -24,7 +24,8 @@ def _cfg(ctx: click.Context) -> Config:
 
 def _run_options(fn: Callable) -> Callable:
     fn = click.option("--executor", type=EXECUTORS, default=None,
-                      help="where to run the DAG (default: from the configuration; auto = condor if a schedd answers)")(fn)
+                      help="where to run the DAG [default: the configuration's; auto = condor if a "
+                           "schedd answers, else local]")(fn)
     fn = click.option("--wait", is_flag=True, help="follow the run until it ends; exit non-zero if it failed")(fn)
     fn = click.option("--no-progress", is_flag=True, help="no progress bar")(fn)
     return fn
@@ -47,8 +48,18 @@ def _go(ctx: click.Context, plan: W.Plan, executor: str | None, wait: bool, no_p
     run, dag_file = R.create(cfg, store, plan, kind)
     nodes = len(store.run_nodes(run.id))
     click.echo(f"run {run.id}: {plan.workflow}, {nodes} nodes, executor {kind}, DAG {dag_file}")
-    run = R.launch(cfg, store, run, executor=kind, wait=wait, progress=False if no_progress else None)
+    run = _launch(ctx, lambda: R.launch(cfg, store, run, executor=kind, wait=wait,
+                                        progress=False if no_progress else None), run)
     _report_launch(ctx, run, wait)
+
+
+def _launch(ctx: click.Context, start: Callable, run):
+    """Run ``start``; Ctrl-C while following an HTCondor run stops following, not the run."""
+    try:
+        return start()
+    except KeyboardInterrupt:
+        click.echo(f"\nstopped following run {run.id}; it goes on: `smartcache status {run.id}`", err=True)
+        ctx.exit(130)
 
 
 def _report_launch(ctx: click.Context, run, wait: bool) -> None:
@@ -177,8 +188,9 @@ def status(ctx: click.Context, run_id: int, as_json: bool) -> None:
 @click.pass_context
 def resume(ctx: click.Context, run_id: int, executor: str | None, wait: bool, no_progress: bool) -> None:
     """Continue a failed or cancelled run: only its unfinished nodes run again."""
-    run = R.resume(_cfg(ctx), get_store(ctx), run_id, executor=executor, wait=wait,
-                   progress=False if no_progress else None)
+    store = get_store(ctx)
+    run = _launch(ctx, lambda: R.resume(_cfg(ctx), store, run_id, executor=executor, wait=wait,
+                                        progress=False if no_progress else None), store.get_run(run_id))
     click.echo(f"run {run.id} resumed on {run.executor}")
     _report_launch(ctx, run, wait)
 

@@ -16,7 +16,7 @@ import click
 
 from smartcache.catalog import Config, open_store
 
-DEFAULT_THREADS = 4
+DEFAULT_THREADS = 8      # measured: 8 beat 1, 2 and 4 at 32 concurrent keep-alive clients
 
 
 def _bind(host: str, port: int) -> str:

@@ -235,6 +235,8 @@ def resume(cfg: Config, store: Store, run_id: int, *, executor: str | None = Non
     dag_file = dag_file_of(run)
     if not dag_file.exists():
         raise Invalid(f"run {run_id}: its DAG {dag_file} is gone")
+    if run.executor == "condor" and run.cluster_id and _dagman_queued(run.cluster_id, cfg):
+        raise Invalid(f"run {run_id}: DAGMan job {run.cluster_id} is still leaving the queue; try again shortly")
     kind = choose_executor(executor or run.executor, cfg)
     # Whatever either executor finished (rescue file, local journal, node status file) goes
     # into a fresh rescue file, so DAGMan and the local executor both skip it.
@@ -245,6 +247,13 @@ def resume(cfg: Config, store: Store, run_id: int, *, executor: str | None = Non
     has_rescue = bool(dagmod.rescue_files(dag_file))
     run = store.update_run(run_id, status="created", message=None)
     return launch(cfg, store, run, executor=kind, wait=wait, progress=progress, resume=has_rescue)
+
+
+def _dagman_queued(cluster_id: int, cfg: Config) -> bool:
+    try:
+        return bool(schedd.query_jobs(f"ClusterId == {int(cluster_id)}", ["ClusterId"], cfg))
+    except schedd.CondorError:
+        return False     # no schedd here: nothing of ours can be running there
 
 
 def cancel(cfg: Config, store: Store, run_id: int) -> Run:

@@ -15,6 +15,8 @@ Kinds cycle in this order over the K partitions chosen (deterministically, from 
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pyarrow as pa
 
@@ -80,8 +82,6 @@ def damage_avro(enc: Encoded, table: pa.Table, kind: str, ordinal: int, sync: by
 
 def damage_json(enc: Encoded, table: pa.Table, kind: str, ordinal: int, level: int) -> tuple[bytes, str]:
     """Damaged bytes of a gzipped JSON-lines partition and a one-line description."""
-    import zlib
-
     data = enc.data
     if kind == "truncated":
         cut = max(10, len(data) * 3 // 5)

@@ -20,6 +20,7 @@ import base64
 import hashlib
 import os
 import posixpath
+import sys
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -138,6 +139,11 @@ def _fsync_dir(folder: Path) -> None:
 # -- root:// ------------------------------------------------------------------------------------
 class XRootDDestination:
     def __init__(self, url: str):
+        if "tensorflow" in sys.modules and "XRootD.client" not in sys.modules:
+            # Loading the XRootD client after TensorFlow crashes the process (SIGSEGV; tensorflow 2.21,
+            # xrootd 6.2.1): refuse cleanly instead. Pushes run in their own process (tasks/push).
+            raise PushError("root:// pushes cannot run in a process that has loaded TensorFlow: "
+                            "run 'python -m smartcache.tasks.push' or 'smartcache push'", retryable=False)
         try:
             from XRootD import client
             from XRootD.client.flags import OpenFlags

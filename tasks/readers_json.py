@@ -61,14 +61,20 @@ class JsonReader:
         self.good_lines = self.good_line_bytes = 0
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
+        pieces: list[bytes] = []          # joined once per chunk: += on bytes would copy quadratically
+        size = 0
         pending = b""
         for piece in self._decompressed():
-            pending += piece
-            if len(pending) >= CHUNK_BYTES:
+            pieces.append(piece)
+            size += len(piece)
+            if size >= CHUNK_BYTES:
+                pending = b"".join(pieces)
                 cut = pending.rfind(b"\n") + 1
                 if cut > 0:
                     yield from self._chunk(pending[:cut])
                     pending = pending[cut:]
+                pieces, size = [pending], len(pending)
+        pending = b"".join(pieces)
         if pending.strip():
             if self.clean_end:
                 yield from self._chunk(pending)       # last line without a newline

@@ -64,6 +64,12 @@ def _false_if_null(a) -> pa.Array:
     return pc.fill_null(a, False)
 
 
+def _equals_ignore_case(col, word: str) -> pa.Array:
+    """``col.lower() == word``, decided once per distinct value (utf8_lower on every row is slow)."""
+    hits = [v for v in pc.unique(col).to_pylist() if v is not None and v.lower() == word]
+    return pc.is_in(col, value_set=pa.array(hits, pa.string()))
+
+
 def filter_batch(batch: pa.RecordBatch, sites: SiteFilter) -> tuple[pa.Table, Counts]:
     """Keep successful analysis reads of sized files at the chosen sites; project to aggregation columns.
 
@@ -76,7 +82,7 @@ def filter_batch(batch: pa.RecordBatch, sites: SiteFilter) -> tuple[pa.Table, Co
     site = t["SiteName"]
     success = pc.coalesce(pc.equal(t["SuccessFlag"], 1), pc.equal(t["JobExecExitCode"], 0))
     conds = [
-        ("not_analysis", pc.equal(pc.utf8_lower(t["Type"]), "analysis")),
+        ("not_analysis", _equals_ignore_case(t["Type"], "analysis")),
         ("failed", success),
         ("no_size", pc.greater(t["FileSize"], 0)),
         ("no_file", pc.greater(pc.utf8_length(t["FileName"]), 0)),
@@ -94,7 +100,7 @@ def filter_batch(batch: pa.RecordBatch, sites: SiteFilter) -> tuple[pa.Table, Co
     t = t.filter(keep) if keep is not None else t
     counts.kept = t.num_rows
     ts = pc.coalesce(t["StartedRunningTimeStamp"], t["FinishedTimeStamp"], t["JobExecExitTimeStamp"])
-    local = pc.cast(_false_if_null(pc.equal(pc.utf8_lower(t["ProtocolUsed"]), "local")), pa.int64())
+    local = pc.cast(_equals_ignore_case(t["ProtocolUsed"], "local"), pa.int64())
     out = pa.table({
         "site": t["SiteName"], "lfn": t["FileName"], "dataset": t["InputCollection"], "size": t["FileSize"],
         "ts": ts, "cpu": pc.fill_null(t["WrapCPU"], 0.0), "wall": pc.fill_null(t["WrapWC"], 0.0),
@@ -169,8 +175,12 @@ def finalize(partial: pa.Table, day: dt.date) -> pa.Table:
         owner = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False)
         counts[col] = np.bincount(owner, weights=valid.to_numpy(zero_copy_only=False), minlength=n).astype(np.int64)
     lfn = partial["lfn"]
-    dataset = pc.coalesce(partial["dataset"], dataset_from_lfn(lfn))
-    tier = pc.coalesce(tier_from_dataset(partial["dataset"]), tier_from_lfn(lfn))
+    dataset = partial["dataset"]
+    if dataset.null_count:                          # InputCollection unknown: the dataset the LFN names
+        dataset = pc.coalesce(dataset, dataset_from_lfn(lfn))
+    tier = tier_from_dataset(partial["dataset"])
+    if tier.null_count:
+        tier = pc.coalesce(tier, tier_from_lfn(lfn))
     n_access = partial["n"]
     out = pa.table({
         "day": pa.array(np.full(n, (day - dt.date(1970, 1, 1)).days, dtype=np.int32)).cast(pa.date32()),

@@ -143,3 +143,95 @@ def test_command_backend_runs_the_command_with_the_count(tmp_path):
         CommandBackend(f"{sys.executable} -c 'raise SystemExit(3)' {{n}}").scale_to(1)
     with pytest.raises(ConfigError):
         CommandBackend("kubectl scale deployment wn --replicas 3")
+
+
+# -- the real pool (root): workers come and go with the work ---------------------------------
+from condor_fixtures import condor_pool, condor_tmp_path  # noqa: E402,F401
+
+NODE_SECONDS = [6, 8, 10, 12, 14]          # N parallel nodes, staggered so workers free up in turn
+NODE_SUB = """universe = vanilla
+executable = /bin/sleep
+arguments = $(secs)
+log = $(node).log
+output = $(node).out
+error = $(node).err
+request_cpus = 1
+request_memory = 64M
+request_disk = 1M
+# Only elastic workers may run them: the base startd is the static part of the pool.
+requirements = TARGET.SmartcacheElastic =?= True
+batch_name = smartcache-autoscale-test
++SmartcacheRun = "autoscale-test"
++SmartcacheTask = "sleep"
+queue
+"""
+
+
+def _write_dag(d: Path) -> Path:
+    (d / "node.sub").write_text(NODE_SUB)
+    lines = []
+    for i, secs in enumerate(NODE_SECONDS):
+        lines += [f"JOB n{i} node.sub", f'VARS n{i} secs="{secs}" node="n{i}"']
+    (d / "fan.dag").write_text("\n".join(lines) + "\n")
+    return d / "fan.dag"
+
+
+@pytest.mark.condor
+@pytest.mark.slow
+def test_workers_follow_the_work_and_never_leave_with_a_job(condor_pool, condor_tmp_path):
+    import time
+
+    import htcondor2
+
+    from smartcache.catalog.config import load_config
+    from smartcache.condor import collector, pool
+    from smartcache.condor.autoscale_log import read_decisions
+    from smartcache.condor.provision import Autoscaler, Metrics
+    from smartcache.condor.workers import LocalBackend
+
+    d, home = condor_tmp_path, condor_tmp_path / "home"
+    cfg = load_config(env={}, home=home)
+    policy = Policy(max_workers=3, worker_cpus=1, worker_memory_mb=512, up_cooldown=2, idle_timeout=6)
+    backend = LocalBackend(pool.pool_root(), worker_cpus=1, worker_memory_mb=512, idle_timeout=120)
+    assert backend.workers() == [], "the pool must start with zero extra workers"
+    scaler = Autoscaler(cfg, policy, backend, metrics=Metrics(home / "pool" / "autoscale.prom"))
+
+    sub = htcondor2.Submit.from_dag(str(_write_dag(d)), {"force": True, "usedagdir": True})
+    cluster = htcondor2.Schedd().submit(sub).cluster()
+    t0 = time.monotonic()
+    peak, dag_done_at, busy_retired = 0, None, []
+    try:
+        while time.monotonic() - t0 < 170:
+            decision = scaler.step()
+            assert decision.action != "error", decision.reason
+            slots = collector.query_slots(cfg.condor, "SmartcacheElastic =?= True")
+            busy = {s.worker for s in slots if s.busy}
+            if decision.action == "down":       # what it retired must have been idle
+                retired = scaler.history[-1]["reason"].split("retiring ", 1)[-1].split(", ")
+                busy_retired += [w for w in retired if w in busy]
+            peak = max(peak, len([w for w in backend.workers() if not w.retiring]))
+            if dag_done_at is None and not htcondor2.Schedd().query(
+                    f"ClusterId == {cluster}", ["JobStatus"]):
+                dag_done_at = time.monotonic()
+            if dag_done_at is not None and not backend.workers() and not slots:
+                break
+            time.sleep(1)
+        else:
+            pytest.fail(f"not done after 170 s: dag done {dag_done_at is not None}, "
+                        f"workers {backend.workers()}, last {scaler.history[-1]}")
+    finally:
+        htcondor2.Schedd().act(htcondor2.JobAction.Remove, f"ClusterId == {cluster} || DAGManJobId == {cluster}")
+    gone_at = time.monotonic()
+
+    assert "EXITING WITH STATUS 0" in (d / "fan.dag.dagman.out").read_text()
+    assert peak == policy.max_workers                       # grew to the max, never beyond
+    assert busy_retired == []
+    for i in range(len(NODE_SECONDS)):                      # every node ran once, to the end
+        log = (d / f"n{i}.log").read_text()
+        assert log.count("Job executing on host") == 1, log
+        assert "Job was evicted" not in log and "Job was aborted" not in log
+        assert "Normal termination (return value 0)" in log
+    assert gone_at - dag_done_at >= policy.idle_timeout - 1  # workers waited out the idle timeout
+    actions = [r["action"] for r in read_decisions(home, 1000)]
+    assert "up" in actions and "down" in actions
+    assert "smartcache_autoscale_target_workers" in (home / "pool" / "autoscale.prom").read_text()

@@ -30,7 +30,7 @@ TIMEOUT = 180
 
 
 @pytest.fixture
-def condor_tmp_path(condor_pool):
+def dag_tmp(condor_pool):
     """A dir the pool's job user can enter, outside /tmp/pytest-of-root: any pytest session that
     starts meanwhile (another developer's, say) resets that one to 0700 and the jobs lose it."""
     path = Path(tempfile.mkdtemp(prefix="smartcache-dag-test-", dir="/tmp"))
@@ -40,11 +40,11 @@ def condor_tmp_path(condor_pool):
 
 
 @pytest.fixture
-def cfg(condor_tmp_path, monkeypatch):
+def cfg(dag_tmp, monkeypatch):
     """Config with a home the jobs can use; DAGs a test leaves in the queue are removed after it."""
     for var in [v for v in os.environ if v.startswith("SMARTCACHE_") and v != "SMARTCACHE_POOL_ROOT"]:
         monkeypatch.delenv(var)
-    monkeypatch.setenv("SMARTCACHE_HOME", str(condor_tmp_path / "home"))
+    monkeypatch.setenv("SMARTCACHE_HOME", str(dag_tmp / "home"))
     monkeypatch.setenv("SMARTCACHE_EXECUTOR", "condor")
     cfg = load_config()
     yield cfg
@@ -92,8 +92,8 @@ def start(cfg, out, **kw):
     return store, R.launch(cfg, store, run, executor="condor", wait=False), dag_file
 
 
-def test_dag_completes_through_dagman_and_retries_a_node(cfg, condor_tmp_path):
-    out = condor_tmp_path / "out"
+def test_dag_completes_through_dagman_and_retries_a_node(cfg, dag_tmp):
+    out = dag_tmp / "out"
     store, run, dag_file = start(cfg, out, fan_out=2, retries=2, flags={1: ["--fail-times", "1"]})
     assert run.executor == "condor" and run.cluster_id and run.status == "submitted"
 
@@ -115,8 +115,8 @@ def test_dag_completes_through_dagman_and_retries_a_node(cfg, condor_tmp_path):
     assert status.read_metrics(dag_file)["exitcode"] == 0
 
 
-def test_failed_node_leaves_a_rescue_dag_that_resume_completes(cfg, condor_tmp_path, invoke):
-    out, cause = condor_tmp_path / "out", condor_tmp_path / "cause"
+def test_failed_node_leaves_a_rescue_dag_that_resume_completes(cfg, dag_tmp, invoke):
+    out, cause = dag_tmp / "out", dag_tmp / "cause"
     cause.write_text("broken")
     store, run, dag_file = start(cfg, out, fan_out=2, retries=1, flags={1: ["--fail-while", str(cause)]})
     first_cluster = run.cluster_id
@@ -136,8 +136,8 @@ def test_failed_node_leaves_a_rescue_dag_that_resume_completes(cfg, condor_tmp_p
     assert counts(out) == {"first-000": 1, "first-001": 3, "last-000": 1}   # first-000 did not run again
 
 
-def test_status_shows_what_condor_q_shows(cfg, condor_tmp_path, invoke):
-    out = condor_tmp_path / "out"
+def test_status_shows_what_condor_q_shows(cfg, dag_tmp, invoke):
+    out = dag_tmp / "out"
     store, run, dag_file = start(cfg, out, fan_out=1, retries=0, sleep=120)
 
     def node_status():

@@ -135,7 +135,8 @@ def test_months_window_and_chunks(cfg):
     wf = W.reduce(cfg, months=2, end="2026-06", chunk=7).make(1)
     red = wf.layers[0]
     assert len(red.vars) == 9                   # ceil(61 / 7)
-    assert red.vars[0]["partition"] == "2026-05-01..2026-05-07" and red.vars[-1]["partition"] == "2026-06-26..2026-06-30"
+    assert red.vars[0]["partition"] == "2026-05-01..2026-05-07"
+    assert red.vars[-1]["partition"] == "2026-06-26..2026-06-30"
     assert len(split_args(f'"{red.vars[0]["sources"]}"')) == 7
     with pytest.raises(NotFound):
         W.select_months(parts, 1, "2025-01")

@@ -211,8 +211,8 @@ def test_requests_in_flight_finish_on_the_old_version(app_store, built):
 def test_swap_under_concurrent_load_never_fails(app_store, built):
     app, store = app_store
     svc = service(app)
-    v1, v2 = expected(built, "v1", 0)[0], expected(built, "v2", 0)[0]
-    errors, seen, stop = [], set(), threading.Event()
+    v1, v2 = round(expected(built, "v1", 0)[0], 5), round(expected(built, "v2", 0)[0], 5)
+    errors, seen, stop = [], [], threading.Event()
 
     def hammer():
         c = app.test_client()
@@ -221,20 +221,33 @@ def test_swap_under_concurrent_load_never_fails(app_store, built):
             if r.status_code != 200:
                 errors.append(r.data)
             else:
-                seen.add(round(r.get_json()[0], 5))
+                seen.append(round(r.get_json()[0], 5))
+
+    def wait_for(value):
+        start = len(seen)
+        for _ in range(2000):
+            if value in seen[start:]:
+                return
+            stop.wait(0.01)
+        raise AssertionError(f"{value} never served")
 
     threads = [threading.Thread(target=hammer) for _ in range(4)]
     for t in threads:
         t.start()
-    register(store, built, "v2")
-    svc.refresh_now()
-    register(store, built, "v1")
-    svc.refresh_now()
-    stop.set()
-    for t in threads:
-        t.join()
+    try:
+        wait_for(v1)
+        register(store, built, "v2")
+        svc.refresh_now()
+        wait_for(v2)
+        register(store, built, "v1")          # version 3, the first weights again
+        svc.refresh_now()
+        wait_for(v1)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
     assert errors == []
-    assert seen <= {round(v1, 5), round(v2, 5)} and round(v2, 5) in seen
+    assert set(seen) == {v1, v2}
 
 
 # -- operations ---------------------------------------------------------------------------------

@@ -161,8 +161,12 @@ def test_bad_multipart_uploads(env, built, model, params, name, message):
     assert store.list_models() == []
 
 
-def test_missing_fields_and_wrong_body(env):
+def test_missing_fields_and_wrong_body(env, built):
     app, c, store = env
+    # params given as a text field (curl -F 'params=<params.json') are read too
+    r = c.post("/upload", data={"name": "cachemodel", "params": json.dumps({"name": "other"}),
+                                "model": (io.BytesIO(artifact(built, "v1", "tflite")), "m")}, headers=TOKEN)
+    assert r.status_code == 400 and "mismatch" in r.get_json()["error"]
     assert c.post("/upload", data={"name": "x"}, headers=TOKEN).status_code == 400
     assert c.post("/upload", data={"model": (io.BytesIO(b"x"), "m")}, headers=TOKEN).status_code == 400
     r = c.post("/upload", data=b"plain text", headers=TOKEN, content_type="text/plain")

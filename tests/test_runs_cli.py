@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import signal
 import time
 
 import click
@@ -151,3 +153,23 @@ def test_submit_reduce_local_end_to_end(cfg, home):
     assert len(reduced) == 31 and all(d.run_id == run.id for d in reduced)
     features = store.get_dataset("features/2026-10-01_2026-10-31")
     assert features.run_id == run.id and features.n_rows > 0
+
+
+def test_killed_background_executor_shows_failed_and_resumes(cfg, tmp_path, invoke):
+    out = tmp_path / "out"
+    store = R.open_catalog(cfg)
+    run, dag_file = R.create(cfg, store, noop_plan(cfg, out, fan_out=3, max_jobs=1, sleep=0.3), "local")
+    R.launch(cfg, store, run, executor="local", wait=False)
+    journal, deadline = local.journal_path(dag_file), time.time() + 30
+    while not (journal.exists() and journal.read_text()) and time.time() < deadline:
+        time.sleep(0.05)
+    pid = R._alive(dag_file.parent / R.PID_FILE)
+    os.kill(pid, signal.SIGKILL)                                   # no chance to write anything
+    wait_gone = time.time() + 10
+    while R._alive(dag_file.parent / R.PID_FILE) and time.time() < wait_gone:
+        time.sleep(0.05)
+    run, _ = R.refresh(cfg, store, run.id)
+    assert run.status == "failed" and "died" in run.message
+    res = invoke("resume", str(run.id), "--wait", "--no-progress")
+    assert res.exit_code == 0, res.output
+    assert store.get_run(run.id).status == "done" and counts(out)["first-000"] == 1

@@ -25,6 +25,14 @@ from pathlib import Path
 
 import pytest
 
+try:
+    # The XRootD client library crashes the process (SIGSEGV) when it is loaded after TensorFlow
+    # (tested: tensorflow-cpu 2.21 + xrootd 6.2.1). Test modules import TensorFlow lazily, inside
+    # tests, so loading the client here -- at collection -- keeps the order safe for the whole session.
+    import XRootD.client  # noqa: F401
+except ImportError:
+    pass
+
 READY_RE = re.compile(r"initialization (completed|failed)")
 PORT_RE = re.compile(r"xrootd \S+@\S+:(\d+) initialization completed")
 USER = "xrootd"

@@ -18,6 +18,7 @@
 #   SMARTCACHE_POOL_PORT    collector port on 127.0.0.1 [9618]
 #   SMARTCACHE_POOL_CPUS    CPUs of the base startd [4];  SMARTCACHE_POOL_MEMORY  MB [detected]
 #   SMARTCACHE_POOL_USER / SMARTCACHE_POOL_UID   job user [smartcache / 2000]
+#     (port, CPUs, memory and user, once set up, stay as they were unless given again)
 #   SMARTCACHE_POOL_REPO    checkout bound into the chroot [derived from this script's location]
 #   SMARTCACHE_POOL_PYTHON  interpreter whose sys.prefix and sys.base_prefix are bound [repo .venv]
 #   SMARTCACHE_HOME         smartcache home (catalog, runs) bound into the chroot [~/.smartcache]
@@ -28,10 +29,13 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 R=${SMARTCACHE_POOL_ROOT:-/opt/smartcache-pool}
 R=${R%/}
-PORT=${SMARTCACHE_POOL_PORT:-9618}
-CPUS=${SMARTCACHE_POOL_CPUS:-4}
-MEMORY=${SMARTCACHE_POOL_MEMORY:-}
-JOB_USER=${SMARTCACHE_POOL_USER:-smartcache}
+# A pool set up before keeps its settings unless they are given again: re-running `up` with a
+# bare environment must not move a running pool to another port behind its users' backs.
+previous() { sed -n "s/^$1 *= *//p" "$R/etc/condor/condor_config" 2>/dev/null | head -n 1; }
+PORT=${SMARTCACHE_POOL_PORT:-$(previous SMARTCACHE_POOL_PORT)}; PORT=${PORT:-9618}
+CPUS=${SMARTCACHE_POOL_CPUS:-$(previous SMARTCACHE_POOL_CPUS)}; CPUS=${CPUS:-4}
+MEMORY=${SMARTCACHE_POOL_MEMORY:-$(previous MEMORY)}
+JOB_USER=${SMARTCACHE_POOL_USER:-$(previous SMARTCACHE_POOL_USER)}; JOB_USER=${JOB_USER:-smartcache}
 JOB_UID=${SMARTCACHE_POOL_UID:-2000}
 SUITE=${SMARTCACHE_POOL_SUITE:-trixie}
 MIRROR=${SMARTCACHE_POOL_MIRROR:-http://deb.debian.org/debian}
