@@ -131,6 +131,22 @@ def load(port: int, path: str, method: str, body: bytes, concurrency: int, reque
     return json.loads(out.strip().splitlines()[-1])
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its children (gunicorn master + workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
 def scenarios(quick: bool) -> dict[str, tuple[int, int, float]]:
     """name -> (concurrency, requests, max seconds)."""
     f = 0.25 if quick else 1.0
@@ -178,7 +194,12 @@ def run(args: argparse.Namespace, work: Path) -> dict:
                 for c in ("c1", "c32"):
                     conc, n, secs = sc[c]
                     log(f"ours {name} concurrency {conc}: {n} requests")
-                    results[f"ours_{name}_{c}"] = load(p_ours, path, method, body, conc, n, secs, work)
+                    cpu0 = tree_cpu_seconds(procs[-1].pid)
+                    res = load(p_ours, path, method, body, conc, n, secs, work)
+                    # warm-up requests are included in the server's CPU time: a slight overestimate
+                    res["server_cpu_us_per_request"] = round(
+                        (tree_cpu_seconds(procs[-1].pid) - cpu0) / max(res["requests"], 1) * 1e6, 1)
+                    results[f"ours_{name}_{c}"] = res
             procs[-1].terminate()
             procs[-1].wait(30)
             log("naive baseline: Flask + model.predict per request")
@@ -215,6 +236,10 @@ def report(r: dict) -> None:
     print(line("smartcache /decide (list)", r["ours_decide_list_c1"], r["ours_decide_list_c32"]))
     print(line("smartcache /decide (model)", r["ours_decide_model_c1"], r["ours_decide_model_c32"]))
     o1, n1, o32, n32 = r["ours_json_c1"], r["naive_c1"], r["ours_json_c32"], r["naive_c32"]
+    srv, cli = o32["server_cpu_us_per_request"], o32["client_cpu_us_per_request"]
+    print(f"/json at c32: server CPU {srv} us/request, load generator {cli} us/request -> the 2 cores "
+          f"could carry ~{2e6 / (srv + cli):.0f} req/s with client and server alone on them, "
+          f"~{2e6 / srv:.0f} req/s with the load generator elsewhere")
     print(f"ratio naive/ours: p50 x{n1['p50_ms'] / o1['p50_ms']:.0f}, p99 x{n1['p99_ms'] / o1['p99_ms']:.0f}; "
           f"throughput ours/naive x{o32['rps'] / max(n32['rps'], 1e-9):.0f}")
     for key, target in TARGETS.items():

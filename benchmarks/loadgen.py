@@ -152,7 +152,13 @@ def main(argv: list[str] | None = None) -> int:
     raw = build_request(args.method, args.host, args.port, args.path, body)
     if args.warmup:
         run(args.host, args.port, raw, 1, args.warmup, args.max_seconds)
-    print(json.dumps(run(args.host, args.port, raw, args.concurrency, args.requests, args.max_seconds)))
+    import resource
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    result = run(args.host, args.port, raw, args.concurrency, args.requests, args.max_seconds)
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    result["client_cpu_us_per_request"] = round(cpu / max(result["requests"], 1) * 1e6, 1)
+    print(json.dumps(result))
     return 0
 
 

@@ -159,7 +159,10 @@ def _model_layer(cfg: Config, run_id: int, kind: str, *, model: str, features: s
 def reduce(cfg: Config, *, months: int, end: str | None = None, source: str | None = None,
            chunk: int = 1) -> Plan:
     src = source or data_dirs(cfg)["raw"]
-    chunks = chunked(select_months(list_partitions(src), months, end), chunk)
+    found = list_partitions(src)
+    if not found:
+        raise NotFound(f"no raw partitions under {src} (run `smartcache generate logs` first?)")
+    chunks = chunked(select_months(found, months, end), chunk)
     window = [p for c in chunks for p in c]
     params = {"months": months, "end": end, "source": src, "chunk": chunk, "partitions": len(window),
               "features": features_name(window)}

@@ -11,6 +11,13 @@ from sqlalchemy import create_engine, text
 
 from smartcache.catalog import open_store
 
+try:
+    # The XRootD client library crashes the process if it loads after TensorFlow (the other
+    # order is fine): load it first, whichever test happens to import TensorFlow.
+    import XRootD.client  # noqa: F401
+except ImportError:  # pragma: no cover - the xrootd client is an install requirement
+    pass
+
 PG_ENV = "SMARTCACHE_TEST_PG_URL"
 
 
