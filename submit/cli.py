@@ -211,36 +211,6 @@ def models_stage(ctx: click.Context, name: str, version: int, stage: str, reason
     click.echo(f"{m.ref} is now {m.stage}")
 
 
-@cli.group(invoke_without_command=True)
-@click.option("--workflow", help="Only runs of this workflow.")
-@click.option("--limit", type=int, default=20, show_default=True)
-@json_option
-@click.pass_context
-def runs(ctx: click.Context, workflow: str | None, limit: int, as_json: bool) -> None:
-    """List workflow runs (newest first)."""
-    if ctx.invoked_subcommand is None:
-        _list_runs(ctx, workflow, limit, as_json)
-
-
-@runs.command("list")
-@click.option("--workflow", help="Only runs of this workflow.")
-@click.option("--limit", type=int, default=20, show_default=True)
-@json_option
-@click.pass_context
-def runs_list(ctx: click.Context, workflow: str | None, limit: int, as_json: bool) -> None:
-    """List workflow runs (newest first)."""
-    _list_runs(ctx, workflow, limit, as_json)
-
-
-def _list_runs(ctx: click.Context, workflow: str | None, limit: int, as_json: bool) -> None:
-    found = get_store(ctx).list_runs(workflow=workflow, limit=limit)
-    if as_json:
-        return echo_json([r.to_dict() for r in found])
-    echo_table(["run", "workflow", "status", "executor", "cluster", "created", "finished"],
-               [(r.id, r.workflow, r.status, r.executor, r.cluster_id, when(r.created), when(r.finished))
-                for r in found])
-
-
 @cli.group()
 def placements() -> None:
     """Placement lists made for sites."""
@@ -267,7 +237,7 @@ def _fmt(x) -> str:
 def _register_parts() -> None:
     """Add the command groups that live beside their part (generate, submit, simulate, serve, pool)."""
     import importlib
-    for module in ("smartcache.submit.cli_generate", "smartcache.submit.cli_model",
+    for module in ("smartcache.submit.cli_generate", "smartcache.submit.cli_runs", "smartcache.submit.cli_model",
                    "smartcache.submit.cli_simulate", "smartcache.submit.cli_site"):
         for command in importlib.import_module(module).commands:
             cli.add_command(command)
