@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 from flask import Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0)
+_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.02, 0.1, 1.0, 10.0)
 
 
 def _multiprocess_values() -> None:
@@ -44,6 +45,15 @@ class Metrics:
         self.cached_models = Gauge("smartcache_cached_models", "Models held in memory", registry=r,
                                    multiprocess_mode="livesum")
         self._children: dict[tuple[str, str, str], tuple] = {}
+        self._rows: dict[str, Any] = {}
+
+    def count_rows(self, model: str, n: int) -> None:
+        child = self._rows.get(model)
+        if child is None:
+            child = self.rows.labels(model)
+            if len(self._rows) < 4096:
+                self._rows[model] = child
+        child.inc(n)
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         """Count one request and its time (label children cached: this runs on every request)."""

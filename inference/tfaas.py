@@ -23,6 +23,7 @@ from smartcache.inference.upload import parse_request
 bp = Blueprint("tfaas", __name__)
 
 JSON_MAX_BYTES = 16 << 20
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 MAX_ROWS = 100_000
 
 
@@ -47,7 +48,8 @@ def read_body() -> bytes:
 def parse_json(data: bytes) -> Any:
     """JSON from any content type (TFaaS clients vary); NaN and Infinity are refused."""
     try:
-        return json.loads(data, parse_constant=_reject_constant)
+        # decoding first spares json.loads guessing the encoding of bytes
+        return json.loads(data.decode(), parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise APIError(400, f"malformed JSON: {e}") from e
 
@@ -58,11 +60,15 @@ def json_body() -> Any:
 
 # -- predictions ----------------------------------------------------------------------------
 def _row(values: list, n: int, i: int | None = None) -> list:
-    where = "" if i is None else f" in row {i}"
     if len(values) != n:
+        where = "" if i is None else f" in row {i}"
         raise APIError(400, f"model takes {n} values, got {len(values)}{where}")
     for v in values:
-        if type(v) is not float and type(v) is not int:   # bool and str are refused
+        # bool and str are refused; the range test also refuses NaN and what float32 cannot hold
+        if (type(v) is not float and type(v) is not int) or not -FLOAT32_MAX <= v <= FLOAT32_MAX:
+            where = "" if i is None else f" in row {i}"
+            if type(v) is float or type(v) is int:
+                raise APIError(400, f"values must be finite float32 numbers (|v| <= 3.4e38){where}")
             raise APIError(400, f"values must be numbers, got {json.dumps(v)[:40]}{where}")
     return values
 
@@ -81,13 +87,7 @@ def input_matrix(values: Any, keys: Any, model: ServingModel) -> tuple[np.ndarra
         rows, single = [_row(values, n)], True
     else:
         raise APIError(400, "values must be all numbers (one row) or all lists (rows)")
-    try:
-        with np.errstate(over="ignore"):     # overflow to inf is caught just below
-            x = np.array(rows, dtype=np.float64).astype(np.float32)
-    except (OverflowError, ValueError, TypeError) as e:
-        raise APIError(400, f"values are not numbers: {e}") from e
-    if not np.isfinite(x).all():
-        raise APIError(400, "values must be finite float32 numbers (no NaN, no infinity, |v| < 3.4e38)")
+    x = np.array(rows, dtype=np.float32)    # every value checked above: numbers within range
     if keys is not None:
         x = _by_keys(x, keys, model)
     return x, single
@@ -116,7 +116,7 @@ def predict_bytes(s: Service, data: bytes) -> bytes:
     model = s.resolve_model(body.get("model"))
     x, single = input_matrix(body.get("values"), body.get("keys"), model)
     y = model.predict(x)
-    s.metrics.rows.labels(model.name).inc(x.shape[0])
+    s.metrics.count_rows(model.name, x.shape[0])
     return json.dumps(y[0].tolist() if single else y.tolist()).encode()
 
 

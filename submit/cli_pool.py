@@ -62,9 +62,10 @@ def pool_down_cmd(root: Path | None, quiet: bool) -> None:
 @root_option
 def pool_env_cmd(root: Path | None) -> None:
     """Print the shell exports that point HTCondor clients at the pool."""
+    import shlex
     from smartcache.condor.pool import pool_env
     for key, value in pool_env(root).items():
-        click.echo(f"export {key}={value}")
+        click.echo(f"export {key}={shlex.quote(value)}")
 
 
 @pool.command("status")
@@ -79,13 +80,13 @@ def pool_status_cmd(ctx: click.Context, root: Path | None, as_json: bool) -> Non
     if as_json:
         return echo_json({**status.to_dict(), "autoscale": decisions})
     state = "running" if status.running else ("stopped" if status.installed else "not installed")
-    click.echo(f"pool      {status.root}: {state}"
+    click.echo(f"pool        {status.root}: {state}"
                + (f" (condor_master pid {status.master_pid})" if status.running else ""))
-    click.echo(f"config    CONDOR_CONFIG={status.condor_config}")
+    click.echo(f"config      CONDOR_CONFIG={status.condor_config}")
     if status.error:
-        click.echo(f"collector {status.error}")
+        click.echo(f"collector   {status.error}")
     for kind, names in status.daemons.items():
-        click.echo(f"{kind:<9} {', '.join(names) or '-'}")
+        click.echo(f"{kind:<11} {', '.join(names) or '-'}")
     if status.slots:
         echo_table(["slot", "state", "activity", "cpus", "memory", "elastic"],
                    [(s.name, s.state, s.activity, s.cpus, s.memory_mb, "yes" if s.elastic else "")

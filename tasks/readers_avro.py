@@ -223,6 +223,11 @@ class AvroReader:
                 data = s.take(size)
                 got = s.take(SYNC_SIZE)
             except _Short:
+                s.seek_mark(1)
+                if s.find(sync):     # blocks follow: a damaged size ran past them, the file is not cut
+                    r.add(BAD_SYNC, f"damaged block header at byte {start}: size beyond the next block", start)
+                    self.skipped_bytes += s.offset - start
+                    continue
                 r.add(TRUNCATED_AVRO, f"file ends inside a block at byte {start}", start)
                 r.lose(count if count and count > 0 else 1, LOWER_BOUND)
                 return

@@ -75,14 +75,14 @@ class JsonReader:
                     pending = pending[cut:]
                 pieces, size = [pending], len(pending)
         pending = b"".join(pieces)
-        if pending.strip():
+        if pending and not pending.isspace():
             if self.clean_end:
                 yield from self._chunk(pending)       # last line without a newline
             else:
                 cut = pending.rfind(b"\n") + 1       # whole lines, then the cut-off last one
                 if cut:
                     yield from self._chunk(pending[:cut])
-                if pending[cut:].strip():
+                if pending[cut:] and not pending[cut:].isspace():
                     yield from self._tail(pending[cut:])
         if self.damaged_at is not None:
             self._estimate_rest()
@@ -152,10 +152,7 @@ class JsonReader:
             yield from self._slow(chunk, 0, len(chunk))
             return
         buf = pa.py_buffer(chunk)
-        line_len = len(chunk) / max(chunk.count(b"\n"), 1)     # typical line length, to size garbage lines
         for table in self._robust(chunk, buf, 0, len(chunk)):
-            self.good_lines += table.num_rows
-            self.good_line_bytes += table.num_rows * line_len
             for batch in table.to_batches(max_chunksize=self.batch_size):
                 self.report.records_read += batch.num_rows
                 yield batch
@@ -170,6 +167,8 @@ class JsonReader:
             if any(table[f].null_count for f in self.required):
                 table = self._required_present(chunk[a:b], table)
             if table is not None:
+                self.good_lines += table.num_rows       # for the typical line length (sizes garbage)
+                self.good_line_bytes += b - a
                 yield table
                 return
         mid = chunk.find(b"\n", a + (b - a) // 2, b - 1) + 1
@@ -207,7 +206,7 @@ class JsonReader:
             yield batch
 
     def _slow_batches(self, chunk: bytes, a: int, b: int) -> Iterator[pa.RecordBatch]:
-        rows, bad, bad_bytes, good_bytes = [], 0, 0, 0
+        rows, good, bad, bad_bytes, good_bytes = [], 0, 0, 0, 0
         for line in chunk[a:b].split(b"\n"):
             if not line.strip():
                 continue
@@ -217,6 +216,7 @@ class JsonReader:
                 obj = None
             if isinstance(obj, dict):
                 rows.append(obj)
+                good += 1
                 good_bytes += len(line) + 1
             else:
                 bad += 1
@@ -224,7 +224,7 @@ class JsonReader:
             if len(rows) >= self.batch_size:
                 yield rows_to_batch(rows, self.schema, self.report)
                 rows = []
-        self.good_lines += len(rows)
+        self.good_lines += good
         self.good_line_bytes += good_bytes
         if bad:
             self._lose_lines(bad, bad_bytes)

@@ -24,7 +24,8 @@ CONFIG = SCRIPT.parent / "pool.config"
 
 
 def run_script(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(SCRIPT), *args], env={**os.environ, **(env or {})},
+    base = {k: v for k, v in os.environ.items() if not k.startswith("SMARTCACHE_")}
+    return subprocess.run(["bash", str(SCRIPT), *args], env={**base, **(env or {})},
                           capture_output=True, text=True, timeout=60)
 
 
@@ -46,7 +47,7 @@ def test_binds_drop_dirs_inside_other_binds(tmp_path):
     outer, inner, other = tmp_path / "repo", tmp_path / "repo" / ".venv", Path(sys.base_prefix)
     inner.mkdir(parents=True)
     out = run_script("binds", env={"SMARTCACHE_POOL_REPO": str(outer), "SMARTCACHE_HOME": str(inner),
-                                   "SMARTCACHE_POOL_BINDS": f"{inner} /does/not/exist",
+                                   "SMARTCACHE_POOL_BINDS": f"{inner} /does/not/exist /usr /",
                                    "SMARTCACHE_POOL_PYTHON": sys.executable})
     assert out.returncode == 0, out.stderr
     dirs = out.stdout.split()
@@ -54,6 +55,7 @@ def test_binds_drop_dirs_inside_other_binds(tmp_path):
     assert "/tmp" in dirs and str(outer) not in dirs and str(inner) not in dirs
     assert str(other.resolve()) in dirs or any(str(other.resolve()).startswith(d + "/") for d in dirs)
     assert "/does/not/exist" not in dirs
+    assert "/usr" not in dirs and "/" not in dirs           # never hide the chroot's own system
     assert len(dirs) == len(set(dirs))
 
 
@@ -61,6 +63,18 @@ def test_env_command_points_into_the_chroot(tmp_path):
     out = run_script("env", env={"SMARTCACHE_POOL_ROOT": str(tmp_path / "pool")})
     assert f"CONDOR_CONFIG={tmp_path / 'pool'}/etc/condor/condor_config" in out.stdout
     assert "/usr/local/bin" in out.stdout
+
+
+def test_settings_of_an_existing_pool_persist_unless_given_again(tmp_path):
+    out = run_script("settings", env={"SMARTCACHE_POOL_ROOT": str(tmp_path)})
+    assert "port=9618 cpus=4" in out.stdout and "user=smartcache uid=2000" in out.stdout
+    (tmp_path / "etc" / "condor").mkdir(parents=True)
+    (tmp_path / "etc" / "condor" / "condor_config").write_text(
+        "SMARTCACHE_POOL_PORT  = 9777\nSMARTCACHE_POOL_CPUS = 2\nMEMORY = 3000\n")
+    out = run_script("settings", env={"SMARTCACHE_POOL_ROOT": str(tmp_path)})
+    assert "port=9777 cpus=2 memory=3000" in out.stdout, out.stdout + out.stderr
+    out = run_script("settings", env={"SMARTCACHE_POOL_ROOT": str(tmp_path), "SMARTCACHE_POOL_PORT": "9778"})
+    assert "port=9778 cpus=2" in out.stdout
 
 
 def test_pool_env_and_root(tmp_path):

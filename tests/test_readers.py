@@ -311,3 +311,26 @@ def test_partition_naming(tmp_path):
 
 def test_raw_fields_cover_the_schema():
     assert [f["name"] for f in RAW_AVRO_SCHEMA["fields"]] == [n for n, _, _ in RAW_FIELDS]
+
+
+def test_block_size_damaged_past_the_end_is_not_truncation(tmp_path, recs):
+    path = write_avro(tmp_path / "p.avro", recs)
+    _, blocks, _ = avro_blocks(path)
+    start, count, end = blocks[1]
+    data = bytearray(path.read_bytes())
+    n = 1 if data[start] < 0x80 else 2                     # bytes of the count varint
+    big = len(data) * 4                                    # a size running past the end of the file
+    enc = bytearray()
+    z = big << 1
+    while z & ~0x7F:
+        enc.append((z & 0x7F) | 0x80)
+        z >>= 7
+    enc.append(z)
+    size_len = 1
+    while data[start + n + size_len - 1] & 0x80:
+        size_len += 1
+    data[start + n:start + n + size_len] = enc
+    path.write_bytes(bytes(data))
+    table, rep = read_table(str(path))
+    assert rep.kinds == ["bad_sync"] and "truncated_avro" not in rep.kinds
+    assert _jobs(table) == _keys(recs[:blocks[0][1]] + recs[blocks[0][1] + count:])

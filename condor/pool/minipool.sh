@@ -11,6 +11,7 @@
 #   minipool.sh down      stop condor_master (by pidfile), then unmount everything under the chroot
 #   minipool.sh status    daemons and slots, as seen from inside the chroot
 #   minipool.sh env       the environment host-side clients need (eval "$(minipool.sh env)")
+#   minipool.sh settings  the effective settings;  minipool.sh binds   the dirs bound into the chroot
 #   minipool.sh exec CMD  run CMD (e.g. condor_q -nobatch) inside the chroot with the pool's config
 #
 # Settings (environment):
@@ -28,10 +29,14 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 R=${SMARTCACHE_POOL_ROOT:-/opt/smartcache-pool}
+case "$R" in /*) ;; *) R=$PWD/$R ;; esac       # absolute: <root> is also a path inside the chroot
 R=${R%/}
 # A pool set up before keeps its settings unless they are given again: re-running `up` with a
 # bare environment must not move a running pool to another port behind its users' backs.
-previous() { sed -n "s/^$1 *= *//p" "$R/etc/condor/condor_config" 2>/dev/null | head -n 1; }
+previous() {
+  [ -f "$R/etc/condor/condor_config" ] || return 0
+  awk -v k="$1" '$1 == k && $2 == "=" { sub(/^[^=]*= */, ""); print; exit }' "$R/etc/condor/condor_config"
+}
 PORT=${SMARTCACHE_POOL_PORT:-$(previous SMARTCACHE_POOL_PORT)}; PORT=${PORT:-9618}
 CPUS=${SMARTCACHE_POOL_CPUS:-$(previous SMARTCACHE_POOL_CPUS)}; CPUS=${CPUS:-4}
 MEMORY=${SMARTCACHE_POOL_MEMORY:-$(previous MEMORY)}
@@ -75,12 +80,20 @@ python_prefixes() {
 }
 
 # Unique, existing, absolute dirs; a dir inside another listed dir is covered by its parent's bind.
+# System dirs are never bound: a system Python (sys.base_prefix = /usr) would hide the chroot's own.
 bind_dirs() {
   local d
   { printf '%s\n' /tmp "$REPO" "$SC_HOME"; python_prefixes; printf '%s\n' ${SMARTCACHE_POOL_BINDS:-}; } |
     while read -r d; do
       if [ -n "$d" ] && [ -d "$d" ]; then (cd "$d" && pwd -P); fi
-    done | sort -u | awk '{ for (i in kept) if (index($0 "/", kept[i] "/") == 1) next; kept[NR] = $0; print }'
+    done | sort -u | while read -r d; do
+      case "$d" in
+        / | /usr | /usr/local | /bin | /sbin | /lib | /lib64 | /etc | /var | /opt | /root | /home | \
+        /proc | /sys | /dev | /run | /boot | /srv | /mnt)
+          say "not binding system dir $d into the chroot (jobs cannot use a Python installed there)" ;;
+        *) echo "$d" ;;
+      esac
+    done | awk '{ for (i in kept) if (index($0 "/", kept[i] "/") == 1) next; kept[NR] = $0; print }'
 }
 
 check_layout() {   # the chroot must not live inside a bound dir, nor contain one
@@ -167,6 +180,10 @@ install_htcondor() {
 # the same name: every path in it starts with $R, which also resolves inside the chroot (the
 # symlink $R$R -> / made by configure), so host tools find the local schedd's address file too.
 write_config() {
+  local was; was=$(previous SMARTCACHE_POOL_PORT)
+  if master_alive && [ -n "$was" ] && [ "$was" != "$PORT" ]; then
+    die "the pool runs on port $was; 'minipool.sh down' before moving it to $PORT"
+  fi
   [ -f "$R/etc/condor/condor_config.debian" ] || cp "$R/etc/condor/condor_config" "$R/etc/condor/condor_config.debian"
   cat >"$R/etc/condor/condor_config" <<EOF
 # smartcache minipool: written by minipool.sh (Debian's original: condor_config.debian).
@@ -255,6 +272,7 @@ cmd_start() {
   else
     port_taken && die "port $PORT on 127.0.0.1 is in use (another pool?); set SMARTCACHE_POOL_PORT"
     rm -f "$PIDFILE"
+    JOB_UID=$(chrooted id -u "$JOB_USER") || die "no user $JOB_USER in $R; run 'minipool.sh setup'"
     # Ambient CAP_DAC_OVERRIDE/CAP_FOWNER let the unprivileged pool (DAGMan, jobs) write into
     # root-owned dirs made by a root test run. Each parent dir still needs o+x: HTCondor checks a
     # job's initialdir itself, without regard to capabilities.
@@ -335,6 +353,7 @@ case "${1:-}" in
   status) cmd_status ;;
   env) cmd_env ;;
   binds) bind_dirs ;;
+  settings) echo "root=$R port=$PORT cpus=$CPUS memory=${MEMORY:-auto} user=$JOB_USER uid=$JOB_UID repo=$REPO" ;;
   exec) shift; [ $# -gt 0 ] || die "exec needs a command"; need_root; chrooted "$@" ;;
   *) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
