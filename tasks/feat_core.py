@@ -180,18 +180,6 @@ def compute_features(events: pa.Table, horizon: int = 7, candidate_days: int = 1
     np.minimum.at(ds_first, ds_c, off)
     cols["ds_age"] = q_off - ds_first[ds_c[ei]]
 
-    # static attributes
-    rows_q = pa.array(src[ei])                             # row of ``events`` behind each query
-    size_q = size[ei]
-    cols["log_size"] = np.log10(np.maximum(size_q, 1.0))
-    lfn_q = pc.take(lfn_dict, pa.array(lfn_c[ei]))
-    tier = tier_from_lfn(lfn_q)
-    if "tier" in events.column_names:
-        tier = pc.coalesce(tier, events["tier"].take(rows_q).combine_chunks())
-    cols["tier_code"] = tier_code(tier).to_numpy(zero_copy_only=False)
-    site_q = pc.take(site_dict, pa.array(site_c[ei]))
-    cols["site_tier"] = site_tier(site_q).to_numpy(zero_copy_only=False)
-
     # labels and completeness
     future = win.future(q, horizon, "n")
     present = _present_mask(days_present, d0, last_off)
@@ -203,32 +191,44 @@ def compute_features(events: pa.Table, horizon: int = 7, candidate_days: int = 1
     label_complete = (d_rel + horizon < span) & (missing_cum[hi] - missing_cum[np.minimum(d_rel + 1, span)] == 0)
     lo = np.maximum(d_rel - HISTORY + 1, 0)
     history_complete = (d_rel - HISTORY + 1 >= 0) & (missing_cum[d_rel + 1] - missing_cum[lo] == 0)
-
-    codes = _site_codes(site_dict, site_c, off, site_order)
-    ds_q = pc.take(ds_key_all, pa.array(lfn_c[ei]))
-    out = {
-        "day": pa.array((q_off - _MARGIN + d0).astype(np.int32)).cast(pa.date32()),
-        "site": site_q, "lfn": lfn_q,
-        "dataset": (pc.coalesce(events["dataset"].take(rows_q).combine_chunks(), ds_q)
-                    if "dataset" in events.column_names else ds_q),
-        "tier": tier, "size": pa.array(size_q.astype(np.int64)),
-        "site_code": pa.array(codes[site_c[ei]].astype(np.int32)),
-    }
-    for c in FEATURE_COLUMNS:
-        out[c] = pa.array(np.asarray(cols[c], dtype=np.float32))
-    out["days_since_last"] = pa.array(days_since_last.astype(np.int32))
+    cols["days_since_last"] = days_since_last
     for name, src_col in (("users_7d", "n_users"), ("tasks_7d", "n_tasks"), ("cpu_7d", "cpu_s")):
-        out[name] = pa.array(np.asarray(win.past(q, 7, src_col), dtype=np.float32)) if src_col in extra \
+        if src_col in extra:
+            cols[name] = win.past(q, 7, src_col)
+
+    # deterministic order (day, site, lfn): permute the numbers, build each string column once
+    final = np.lexsort((_rank(lfn_dict)[lfn_c[ei]], _rank(site_dict)[site_c[ei]], q_off))
+    ef = ei[final]
+    lfn_idx, site_idx = pa.array(lfn_c[ef]), site_c[ef]
+    size_q = size[ef]
+    ordered = {"log_size": np.log10(np.maximum(size_q, 1.0))}    # columns already in the final order
+    tier_of_lfn = tier_from_lfn(lfn_dict)
+    tier = pc.take(tier_of_lfn, lfn_idx)
+    if "tier" in events.column_names and tier.null_count:
+        tier = pc.coalesce(tier, events["tier"].take(pa.array(src[ef])).combine_chunks())
+    ds_q = pc.take(ds_key_all, lfn_idx)
+    if "dataset" in events.column_names:
+        ds_q = pc.coalesce(events["dataset"].take(pa.array(src[ef])).combine_chunks(), ds_q)
+    codes = _site_codes(site_dict, site_c, off, site_order)
+    out = {
+        "day": pa.array((q_off[final] - _MARGIN + d0).astype(np.int32)).cast(pa.date32()),
+        "site": pc.take(site_dict, pa.array(site_idx)), "lfn": pc.take(lfn_dict, lfn_idx),
+        "dataset": ds_q, "tier": tier, "size": pa.array(size_q.astype(np.int64)),
+        "site_code": pa.array(codes[site_idx].astype(np.int32)),
+    }
+    ordered["tier_code"] = tier_code(tier).to_numpy(zero_copy_only=False)
+    ordered["site_tier"] = site_tier(site_dict).to_numpy(zero_copy_only=False)[site_idx]
+    for c in FEATURE_COLUMNS:
+        out[c] = pa.array(np.asarray(ordered[c] if c in ordered else cols[c][final], dtype=np.float32))
+    out["days_since_last"] = pa.array(cols["days_since_last"][final].astype(np.int32))
+    for name in ("users_7d", "tasks_7d", "cpu_7d"):
+        out[name] = pa.array(np.asarray(cols[name][final], dtype=np.float32)) if name in cols \
             else pa.nulls(len(q), pa.float32())
-    out["history_complete"] = pa.array(history_complete)
-    out["future_reads"] = pa.array(future.astype(np.int64))
-    out["label"] = pa.array((future > 0).astype(np.int8))
-    out["label_complete"] = pa.array(label_complete)
-    table = pa.table(out)
-    # deterministic order: day, site, lfn
-    site_rank, lfn_rank = _rank(site_dict), _rank(lfn_dict)
-    final = np.lexsort((lfn_rank[lfn_c[ei]], site_rank[site_c[ei]], q_off))
-    return table.take(pa.array(final))
+    out["history_complete"] = pa.array(history_complete[final])
+    out["future_reads"] = pa.array(future[final].astype(np.int64))
+    out["label"] = pa.array((future[final] > 0).astype(np.int8))
+    out["label_complete"] = pa.array(label_complete[final])
+    return pa.table(out)
 
 
 def _present_mask(days_present, d0: int, last_off: int) -> np.ndarray:

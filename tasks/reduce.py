@@ -1,10 +1,19 @@
 """REDUCE: raw access-log partitions -> one Parquet per day of (day, site, file) aggregates.
 
-Keeps successful analysis reads of files with a known size (see ``reduce_agg.filter_batch`` for the
-exact rule), optionally only at chosen sites or in a region (the country code of the site name),
-and aggregates them per (site, file) with Arrow's group-by. Each day's sources (``part-*`` files of
-``year=/month=/day=``) become ``<out>/<prefix>/year=Y/month=M/day=D/part-00000.parquet`` (zstd),
-written atomically, so a rerun rewrites the same bytes and upserts the same catalog rows.
+Keeps records with ``Type == analysis`` (any case), a successful read (``SuccessFlag == 1``; when
+the flag is null, ``JobExecExitCode == 0``: a job that failed after reading its file still warmed
+the cache), ``FileSize > 0``, a file name and a site; optionally only chosen sites or a region (the
+country code of the site name, ``T2_IT_Pisa`` -> IT). Each dropped record is counted under the first
+rule it fails (``reduce_agg.DROP_REASONS``). The rest is aggregated per (site, file) with Arrow's
+group-by: ``n_access`` records, distinct ``JobId``/``UserId``/``TaskId``, summed ``WrapCPU`` and
+``WrapWC`` of the reading jobs (a job that reads N files counts in each), first/last access time
+(``StartedRunningTimeStamp``, else the finish or exit time), the share of ``ProtocolUsed == Local``;
+``dataset`` is the InputCollection (else the dataset the LFN names), ``tier`` its last component.
+
+Each day's sources (``part-*`` files of ``year=/month=/day=``) become
+``<out>/<prefix>/year=Y/month=M/day=D/part-00000.parquet`` (zstd, sorted by site and file), written
+atomically, so a rerun rewrites the same bytes and upserts the same catalog rows. Memory stays
+bounded: the reader streams batches and the aggregation keeps partial aggregates (``reduce_agg``).
 
 The day of a row is the day of its partition (as CMS partitions the logs), not the day of its
 timestamp; a source without a date in its path takes the most common day of its timestamps.
@@ -12,7 +21,8 @@ timestamp; a source without a date in its path takes the most common day of its 
 Catalog: every source is a ``raw`` dataset (``raw/YYYY-MM-DD``, ``.../part-N`` for further parts),
 every output a ``reduced`` dataset with the raw ones as parents and the read/kept/dropped counts in
 its meta. A damaged source is quarantined (partial or whole) and the rest goes on; a clean read of a
-source releases its old quarantine entry.
+source releases its old quarantine entry. A ``_manifest.json`` beside the ``year=`` tree (the
+generator writes one) makes the count of lost records exact.
 """
 
 from __future__ import annotations

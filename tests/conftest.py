@@ -11,6 +11,8 @@ from sqlalchemy import create_engine, text
 
 from smartcache.catalog import open_store
 
+from condor_fixtures import condor_pool, condor_tmp_path  # noqa: F401,E402 - the real HTCondor pool
+
 try:
     # The XRootD client library crashes the process if it loads after TensorFlow (the other
     # order is fine): load it first, whichever test happens to import TensorFlow.
