@@ -182,7 +182,8 @@ def priority_kernel(obj, size, capacity, n_obj, out, mode, score, threshold, agi
     libCacheSim); equal counts evict the least recently used first.
     GDSF: priority = L + freq * 1e6 / size, L = priority of the last evicted object (libCacheSim's form:
     the newcomer is inserted first and may be the one evicted, i.e. not stored).
-    MODEL: admit a miss only if score >= threshold; priority = score of the object's latest request
+    MODEL: admit a miss when it fits in free space, or else only if score >= threshold (free space costs
+    nothing but the write, so filtering there only loses hits); priority = score of the object's latest request
     (the model's probability that it is read again: the expected hit bytes per cached byte), plus L
     (as in GDSF) when ``aging``, so that stale high scores eventually leave the cache. Like GDSF, the
     newcomer competes with the cached objects and is not stored when it is worth least.
@@ -211,7 +212,7 @@ def priority_kernel(obj, size, capacity, n_obj, out, mode, score, threshold, agi
             _heap_rekey(hobj, hk1, hk2, pos, o, key, i, n)
             continue
         s = size[i]
-        if s > capacity or (mode == MODEL_MODE and not score[i] >= threshold):
+        if s > capacity or (mode == MODEL_MODE and used + s > capacity and not score[i] >= threshold):
             out[i] = MISS
             continue
         if mode == LFU_MODE:  # libCacheSim's LFU: make room first, then insert

@@ -125,8 +125,9 @@ def test_belady_is_not_optimal_with_sizes():
 def test_model_admission_and_eviction():
     names = list("ABCDCA")
     scores = [0.9, 0.2, 0.6, 0.7, 0.4, 0.9]
-    # B below threshold: not admitted; D pushes out C (lowest score); C (0.4) not admitted; A hits
-    assert statuses("model", names, [1] * 6, 2, scores=scores, threshold=0.5) == [I, M, I, I, M, H]
+    # B is below threshold but fits in free space: admitted; C (0.6) pushes out B (lowest score);
+    # D pushes out C; C again (0.4) would need an eviction and is below threshold: not admitted; A hits
+    assert statuses("model", names, [1] * 6, 2, scores=scores, threshold=0.5) == [I, I, I, I, M, H]
 
 
 def test_model_aging_lets_stale_scores_leave():
