@@ -180,11 +180,13 @@ def test_scorer_interface():
     def scorer(requests):
         seen["columns"] = requests.column_names
         return np.full(requests.num_rows, 0.7)
-    scorer.threshold = 0.8                      # the model's operating point: nothing is admitted
-    r = run_grid(trace, ["model:m"], [trace.working_set() // 10], scorers={"model:m": scorer})[0]
-    assert seen["columns"] == ["timestamp", "site", "lfn", "size"] and r.overall.hits == 0
-    r = run_grid(trace, ["model:m"], [trace.working_set() // 10], scorers={"model:m": scorer}, threshold=0.5)[0]
-    assert r.overall.hits > 0
+    scorer.threshold = 0.8           # the model's operating point: only free space is ever filled
+    cap = trace.working_set() // 10
+    r = run_grid(trace, ["model:m"], [cap], scorers={"model:m": scorer})[0]
+    assert seen["columns"] == ["timestamp", "site", "lfn", "size"]
+    assert 0 < r.overall.bytes_written <= cap
+    r = run_grid(trace, ["model:m"], [cap], scorers={"model:m": scorer}, threshold=0.5)[0]
+    assert r.overall.bytes_written > cap and r.overall.hits > 0
     with pytest.raises(SmartcacheError, match="scores"):
         run_grid(trace, ["model:m"], [10**12], scorers={"model:m": lambda t: np.zeros(3)})
 
