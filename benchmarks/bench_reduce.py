@@ -39,6 +39,11 @@ def _cpu_self() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def _cpu_children() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def generate(data: Path, days: int, scale: float, seed: int) -> dict:
     from smartcache.tasks.generate import generate_logs
     out = {}
@@ -61,18 +66,32 @@ def generate(data: Path, days: int, scale: float, seed: int) -> dict:
 
 
 # -- workers (each in its own process) -------------------------------------------------------------
-def worker_ours(src: Path, out: Path) -> dict:
+def _reduce_share(sources: list[str], out: str) -> tuple[int, int, int]:
+    from smartcache.tasks.reduce import reduce_partitions
+    res = reduce_partitions(sources, Path(out), None, None)
+    return res.records_read, res.records_kept, sum(p.n_rows for p in res.partitions)
+
+
+def worker_ours(src: Path, out: Path, procs: int) -> dict:
+    """Reduce every partition: in this process, or split over ``procs`` processes as DAG nodes would be."""
+    from concurrent.futures import ProcessPoolExecutor
+
     import pyarrow as pa
 
     from smartcache.tasks.readers import list_partitions
-    from smartcache.tasks.reduce import reduce_partitions
     sources = list_partitions(src)
-    c0, t0 = _cpu_self(), time.perf_counter()
-    res = reduce_partitions(sources, out, None, None)
-    wall, cpu = time.perf_counter() - t0, _cpu_self() - c0
-    return {"records": res.records_read, "kept": res.records_kept, "rows": sum(p.n_rows for p in res.partitions),
-            "wall": wall, "cpu": cpu, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "arrow_peak_mb": pa.default_memory_pool().max_memory() / 2**20}
+    self0, kids0, t0 = _cpu_self(), _cpu_children(), time.perf_counter()
+    if procs <= 1:
+        parts = [_reduce_share(sources, str(out))]
+    else:
+        with ProcessPoolExecutor(procs) as ex:
+            parts = list(ex.map(_reduce_share, [sources[i::procs] for i in range(procs)], [str(out)] * procs))
+    wall = time.perf_counter() - t0
+    cpu = _cpu_self() - self0 + _cpu_children() - kids0
+    rss = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return {"records": sum(p[0] for p in parts), "kept": sum(p[1] for p in parts),
+            "rows": sum(p[2] for p in parts), "wall": wall, "cpu": cpu, "peak_rss_mb": rss / 1024,
+            "arrow_peak_mb": pa.default_memory_pool().max_memory() / 2**20, "procs": procs}
 
 
 def _proc_cpu(pid: int) -> float:
@@ -147,12 +166,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, help="where to keep the generated logs (reused when they match)")
     ap.add_argument("--spark-cores", type=int, default=2)
     ap.add_argument("--no-spark", action="store_true")
+    ap.add_argument("--procs", type=int, default=None,
+                    help="processes for ours, one partition share each (default: as many as Spark's cores)")
     ap.add_argument("--worker", choices=["ours", "spark"], help=argparse.SUPPRESS)
     ap.add_argument("--src", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.worker == "ours":
-        print(json.dumps(worker_ours(a.src, a.out)))
+        print(json.dumps(worker_ours(a.src, a.out, a.procs)))
         return 0
     if a.worker == "spark":
         print(json.dumps(worker_spark(a.src, a.out, a.spark_cores)))
@@ -164,8 +185,13 @@ def main(argv: list[str] | None = None) -> int:
     sizes = generate(data, a.days, a.scale, a.seed)
     work = Path(tempfile.mkdtemp(prefix="bench-reduce-out-"))
     try:
-        res = {fmt: _sub(["--worker", "ours", "--src", str(data / fmt), "--out", str(work / fmt)])
-               for fmt in ("json", "avro")}
+        procs = a.procs or a.spark_cores
+        res = {}
+        for fmt in ("json", "avro"):
+            res[fmt] = _sub(["--worker", "ours", "--src", str(data / fmt), "--out", str(work / fmt), "--procs", "1"])
+            if procs > 1:
+                res[f"{fmt} x{procs}"] = _sub(["--worker", "ours", "--src", str(data / fmt),
+                                               "--out", str(work / f"{fmt}{procs}"), "--procs", str(procs)])
         spark = None if a.no_spark else _sub(["--worker", "spark", "--src", str(data / "json"),
                                               "--out", str(work / "spark"), "--spark-cores", str(a.spark_cores)])
     finally:
@@ -183,9 +209,9 @@ def report(a, sizes: dict, ours: dict, spark: dict | None) -> None:
           f"avro {mib['avro']:.0f} MiB; machine: {os.cpu_count()} cores")
     print(f"{'contender':<22}{'wall s':>9}{'rec/s':>11}{'CPU s':>9}{'rec/s/core':>12}{'peak RSS MB':>13}{'rows':>10}")
     lines = []
-    for fmt in ("json", "avro"):
-        r = ours[fmt]
-        lines.append((f"ours {fmt}", r["wall"], r["cpu"], r["peak_rss_mb"], r["rows"]))
+    for key, r in ours.items():
+        lines.append((f"ours {key}" + (" procs" if " x" in key else ""), r["wall"], r["cpu"], r["peak_rss_mb"],
+                      r["rows"]))
     if spark:
         for label in ("cold", "warm"):
             s = spark[label]
@@ -195,14 +221,22 @@ def report(a, sizes: dict, ours: dict, spark: dict | None) -> None:
         print(f"{name:<22}{wall:>9.2f}{n / wall:>11,.0f}{cpu:>9.2f}{n / cpu:>12,.0f}{rss:>13.0f}{rows:>10,}")
     if spark:
         print(f"spark session start-up: {spark['startup']:.1f} s (not in the figures above)")
-        j, w, c = ours["json"], spark["warm"], spark["cold"]
-        print(f"ratio ours-json / spark-warm: wall {w['wall'] / j['wall']:.2f}x, per core {w['cpu'] / j['cpu']:.2f}x")
-        print(f"ratio ours-json / spark-cold: wall {c['wall'] / j['wall']:.2f}x, per core {c['cpu'] / j['cpu']:.2f}x")
-        print(f"ratio ours-json / spark-cold incl. start-up: wall {(c['wall'] + spark['startup']) / j['wall']:.2f}x")
-        print(f"ratio ours-avro / spark-warm(json): wall {w['wall'] / ours['avro']['wall']:.2f}x, "
-              f"per core {w['cpu'] / ours['avro']['cpu']:.2f}x")
-        if not (j["rows"] == ours["avro"]["rows"] == w["rows"]):
-            print(f"WARNING: row counts differ: ours json {j['rows']}, avro {ours['avro']['rows']}, spark {w['rows']}")
+        w, c = spark["warm"], spark["cold"]
+
+        def parallel(fmt: str) -> tuple[str, dict]:      # ours on as many processes as Spark has cores
+            key = next((k for k in ours if k.startswith(f"{fmt} x")), fmt)
+            return key, ours[key]
+        jn, j = parallel("json")
+        an, av = parallel("avro")
+        print(f"per core, ours-json / spark-warm: {w['cpu'] / ours['json']['cpu']:.2f}x;"
+              f" / spark-cold: {c['cpu'] / ours['json']['cpu']:.2f}x")
+        print(f"wall, ours-{jn} / spark-warm: {w['wall'] / j['wall']:.2f}x; / spark-cold: {c['wall'] / j['wall']:.2f}x;"
+              f" / spark-cold incl. start-up: {(c['wall'] + spark['startup']) / j['wall']:.2f}x")
+        print(f"ours-avro (no Spark Avro reader here) / spark-warm(json): per core "
+              f"{w['cpu'] / ours['avro']['cpu']:.2f}x, wall (ours-{an}) {w['wall'] / av['wall']:.2f}x")
+        rows = {k: r["rows"] for k, r in ours.items()} | {"spark": w["rows"]}
+        if len(set(rows.values())) != 1:
+            print(f"WARNING: row counts differ: {rows}")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 VENV=${SMARTCACHE_VENV:-$ROOT/.venv}
 WORK=${SMARTCACHE_TEST_WORK:-$ROOT/.ci/work}
-PG_PORT=${SMARTCACHE_TEST_PG_PORT:-54329}
+# a free port, so that a developer's own server (or a second checkout's) never collides
+PG_PORT=${SMARTCACHE_TEST_PG_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 log() { printf '[tests/run.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
 debs=(postgresql debootstrap xrootd-server libxrootd-server-dev libxrootd-dev g++)
