@@ -237,10 +237,9 @@ def _fmt(x) -> str:
 def _register_parts() -> None:
     """Add the command groups that live beside their part (generate, submit, simulate, serve, pool)."""
     import importlib
-    for module in ("smartcache.submit.cli_generate", "smartcache.submit.cli_reduce", "smartcache.submit.cli_runs", "smartcache.submit.cli_model",
-                   "smartcache.submit.cli_serve", "smartcache.submit.cli_simulate", "smartcache.submit.cli_site",
-                   "smartcache.submit.cli_pool"):
-        for command in importlib.import_module(module).commands:
+    for module in ("cli_generate", "cli_reduce", "cli_runs", "cli_model", "cli_serve", "cli_simulate",
+                   "cli_site", "cli_pool"):
+        for command in importlib.import_module(f"smartcache.submit.{module}").commands:
             cli.add_command(command)
 
 
