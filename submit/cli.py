@@ -10,17 +10,8 @@ import click
 from smartcache.catalog import SmartcacheError, __version__, format_size, load_config, parse_size
 from smartcache.catalog.config import write_default_config
 from smartcache.catalog.migrate import current_revision, head_revision, upgrade
-from smartcache.submit.context import echo_json, echo_table, get_config, get_store, json_option, when
-
-
-class SmartcacheGroup(click.Group):
-    """Turns every SmartcacheError into one line on stderr and exit code 1, without a traceback."""
-
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except SmartcacheError as e:
-            raise click.ClickException(str(e)) from e
+from smartcache.submit.context import (SmartcacheGroup, echo_json, echo_table, get_config, get_store, json_option,
+                                       when)
 
 
 class SizeParam(click.ParamType):

@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import click
 
 from smartcache.catalog import SmartcacheError, format_size
-from smartcache.submit.context import echo_json, echo_table, get_config, get_store, json_option
+from smartcache.submit.context import echo_json, echo_table, get_config, get_store, json_option, user_errors
 
-
-def _user_errors(fn):
-    """One clear line and exit 1 for a user error, also outside the main group."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except SmartcacheError as e:
-            raise click.ClickException(str(e)) from e
-    return wrapper
 
 
 @click.command()
@@ -29,7 +18,7 @@ def _user_errors(fn):
               help="Tries per list (exponential backoff between them).")
 @json_option
 @click.pass_context
-@_user_errors
+@user_errors
 def push(ctx: click.Context, sites: tuple[str, ...], dest: str | None, attempts: int, as_json: bool) -> None:
     """Push the latest placement list of SITES (default: every site that has one) to the sites.
 
@@ -61,7 +50,7 @@ def push(ctx: click.Context, sites: tuple[str, ...], dest: str | None, attempts:
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: when a terminal).")
 @json_option
 @click.pass_context
-@_user_errors
+@user_errors
 def score(ctx: click.Context, features: str, model: str, sites: tuple[str, ...], out: Path | None, do_push: bool,
           progress: bool | None, as_json: bool) -> None:
     """Score every candidate file of the latest day and write per-site placement lists."""

@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import functools
 import math
 from pathlib import Path
 
 import click
 
 from smartcache.catalog import SmartcacheError, parse_size
-from smartcache.submit.context import echo_json, get_store, json_option
+from smartcache.submit.context import echo_json, get_store, json_option, user_errors
 
 DEFAULT_POLICIES = "lru,lfu,gdsf,belady"  # the same default as smartcache.tasks.cachesim
 
-
-def _user_errors(fn):
-    """One clear line and exit 1 for a user error, also when the command runs outside the main group."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except SmartcacheError as e:
-            raise click.ClickException(str(e)) from e
-    return wrapper
 
 
 def _sizes(text: str) -> list[int]:
@@ -50,7 +39,7 @@ def _sizes(text: str) -> list[int]:
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: when a terminal).")
 @json_option
 @click.pass_context
-@_user_errors
+@user_errors
 def simulate(ctx: click.Context, trace_path: Path, cache_sizes: str, policies: str, site: str | None,
              threshold: float | None, warmup_days: int, plot: Path | None, per_day: bool,
              progress: bool | None, as_json: bool) -> None:
@@ -105,7 +94,7 @@ def export() -> None:
 @click.option("--end", help="Last day, YYYY-MM-DD or YYYY-MM.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: when a terminal).")
 @json_option
-@_user_errors
+@user_errors
 def export_trace_cmd(raw: Path | None, reduced: Path | None, out: Path, site: str | None, months: int | None,
                      start: str | None, end: str | None, progress: bool | None, as_json: bool) -> None:
     """Write the trace CSV (timestamp,site,lfn,size) that 'smartcache simulate' reads."""

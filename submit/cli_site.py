@@ -9,17 +9,8 @@ import click
 
 from smartcache.catalog import SmartcacheError, format_size, parse_size
 from smartcache.catalog.errors import Invalid, NotFound
-from smartcache.submit.context import echo_json, get_config, get_store, json_option
+from smartcache.submit.context import SmartcacheGroup, echo_json, get_config, get_store, json_option
 
-
-class _Group(click.Group):
-    """One clear line instead of a traceback, also when this group is used on its own."""
-
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except SmartcacheError as e:
-            raise click.ClickException(str(e)) from e
 
 
 def _size(_ctx, _param, value):
@@ -41,7 +32,7 @@ def _local_state(ctx: click.Context, site: str, given: Path | None) -> dict:
     return load_site(root) if (root / SITE_FILE).exists() else {}
 
 
-@click.group("site", cls=_Group)
+@click.group("site", cls=SmartcacheGroup)
 def site() -> None:
     """At a site: pre-place placement lists into XCache, run a demo site, build the decision plugin."""
 

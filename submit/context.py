@@ -2,12 +2,34 @@
 
 from __future__ import annotations
 
+import functools
 import json
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import click
 
-from smartcache.catalog import Config, Store, open_store
+from smartcache.catalog import Config, SmartcacheError, Store, open_store
+
+
+class SmartcacheGroup(click.Group):
+    """Turns every SmartcacheError into one line on stderr and exit code 1, without a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except SmartcacheError as e:
+            raise click.ClickException(str(e)) from e
+
+
+def user_errors(fn: Callable) -> Callable:
+    """The same for one command, so that it also behaves when used outside the main group."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except SmartcacheError as e:
+            raise click.ClickException(str(e)) from e
+    return wrapper
 
 
 def get_config(ctx: click.Context) -> Config:
