@@ -83,10 +83,18 @@ def evaluate(trace: Trace, out: str | Path, *, policies: Sequence[str] | str = "
     summary = summarize(results, policies)
     files = {"metrics": _write_parquet(results, out / "metrics.parquet"),
              "json": out / "metrics.json",
-             "plot": plot_byte_hit_ratio(results, out / "byte_hit_ratio.png", title="held-out byte hit ratio")}
+             "plot": plot_byte_hit_ratio(_plotted(results, site_sizes), out / "byte_hit_ratio.png",
+                                         title="held-out byte hit ratio")}
     files["json"].write_text(json.dumps({"summary": summary, "results": [r.to_dict() for r in results]},
                                         indent=2, sort_keys=True))
     return Evaluation(tuple(results), summary, files)
+
+
+def _plotted(results: Sequence[SimResult], site_sizes: Mapping[str, int]) -> list[SimResult]:
+    """All sites at the working-set fractions (summing the sites' own sizes there would mix
+    different sites into one point), and one panel per catalog site with its own size too."""
+    return [r for r in results if (r.site == "*" and r.extra.get("size_label") != SITE_LABEL)
+            or r.site in site_sizes]
 
 
 def _fraction_label(f: float) -> str:
