@@ -8,7 +8,8 @@
 The argv each ``python -m smartcache.tasks.<kind>`` node receives (the tasks' own options)::
 
     reduce   --catalog-url URL --run-id N --out DATA --no-progress SOURCE...   (writes DATA/reduced/...)
-    features --catalog-url URL --run-id N --reduced reduced --out DATA --from D1 --to D2 --name features/D1_D2
+    features --catalog-url URL --run-id N --reduced reduced --out DATA --from D1 --to D2 --name features/D1_D2 \
+             --horizon 3   (also writes the request-level training rows features/D1_D2.requests)
     train    --catalog-url URL --run-id N --features FEATURES --name MODEL [EXTRA...]
     evaluate --catalog-url URL --run-id N --model MODEL --out DATA/evaluation/run-N [--raw SOURCE] [EXTRA...]
     score    --catalog-url URL --run-id N --features FEATURES --model MODEL --out DATA/placements/run-N [EXTRA...]
@@ -40,6 +41,10 @@ from smartcache.condor.submitdesc import quote_args
 RETRIES = {"reduce": 2, "features": 1, "train": 1, "evaluate": 1, "score": 1, "push": 2}
 SINGLE = ("train", "evaluate", "score", "push")
 DEFAULT_MODEL = "cachenet"     # tasks/train.py's default model name
+# Label horizon of the pipeline's feature table, in days: what the model predicts is "read again at the site
+# within H days of this read", and its cache policy discounts a file's value by e every H days unread.
+# Caches of a few percent of a site's working set turn over in days; see tasks/features.DEFAULT_HORIZON.
+FEATURE_HORIZON = 3
 _PART = re.compile(r"year=(\d{4})/month=(\d{1,2})/day=(\d{1,2})/part-\d+\.(?:avro|json\.gz|json)$")
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 
@@ -131,7 +136,7 @@ def _reduce_layers(cfg: Config, run_id: int, chunks: list[list[Partition]]) -> l
                        "inputs": ",".join(p for part in c for p in part.paths)} for c in chunks)
     window = [p for c in chunks for p in c]
     features = ("--reduced", "reduced", "--out", root, "--from", window[0].day.isoformat(),
-                "--to", window[-1].day.isoformat(), "--name", features_name(window))
+                "--to", window[-1].day.isoformat(), "--name", features_name(window), "--horizon", str(FEATURE_HORIZON))
     return [
         Layer("reduce", "reduce", (*_common(cfg, run_id), "--out", root, "--no-progress", "$(sources)"), node_vars,
               retries=RETRIES["reduce"], category="reduce"),

@@ -2,7 +2,8 @@
 
 Each site replays its own requests with its cache size from the catalog and with fractions of its
 held-out working set (default 1 %, 5 %, 10 %), for LRU, LFU, GDSF, Belady and -- given a scorer -- the
-model policy (admission by score >= threshold, eviction by lowest expected value; see sim_model.py).
+model policy (a cached file is worth p(reuse) discounted by its age; a newcomer is admitted when it is
+worth more than the file it would push out; see sim_model.py and sim_policies.model_decay_kernel).
 Days before the held-out window (``warmup_days``) fill the caches and are not counted.
 
 Writes into ``out``: ``metrics.parquet`` (one row per site x policy x cache size, overall and per day),

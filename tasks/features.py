@@ -9,6 +9,12 @@ information available at the end of day d, and labels over days d+1 .. d+H:
   partition is absent); train only on rows where it is true.
 - ``history_complete``: the 30-day look-back lies inside the data.
 
+With ``requests`` (the default) the same reduced partitions also give the *request-level* training
+table (:mod:`feat_request_table`): one row per read, its features as of that read, labels over the
+``horizon`` days after it -- the rows a cache asks the model about, which the model trains on. It is
+registered beside the daily table (kind ``request-features``, name ``<daily name>.requests``; the daily
+table's metadata names it under ``requests``).
+
 The model inputs are :data:`FEATURE_COLUMNS` (in order, float32), all computable from a plain trace
 of ``(timestamp, site, lfn[, size])``: :func:`trace_features` builds the same table from such a
 trace, and :func:`trace_feature_matrix` / :func:`request_features` give every single request its
@@ -42,9 +48,28 @@ from smartcache.tasks.feat_requests import request_features, timestamps_ms, trac
 from smartcache.tasks.readers import partition_day
 from smartcache.tasks.reduce import file_sha256, write_parquet
 
-__all__ = ["EXTRA_COLUMNS", "FEATURE_COLUMNS", "FeaturesResult", "GAP_CAP", "LABEL_COLUMNS", "build_features",
-           "compute_features", "events_from_reduced", "main", "read_meta", "request_features", "trace_events",
-           "trace_feature_matrix", "trace_features"]
+__all__ = ["DEFAULT_HORIZON", "EXTRA_COLUMNS", "FEATURE_COLUMNS", "FEATURE_DEFAULTS", "FeaturesResult", "GAP_CAP",
+           "LABEL_COLUMNS", "REQUESTS_KIND", "build_features", "compute_features", "events_from_reduced", "main",
+           "read_meta", "request_features", "trace_events", "trace_feature_matrix", "trace_features"]
+
+# Label horizon (days). A site cache of a few percent of its 6-month working set turns over within
+# one to a few days, so the question is "read again within days", not weeks. Measured on 6 generated
+# months (request-level model, time discount of 3 days, held-out days): horizons of 1, 3 and 7 days
+# give byte hit ratios within a few per cent of each other at 1-10 % of the working set; 3 days was
+# the best all-round (and is the discount's time constant: see tasks/train).
+DEFAULT_HORIZON = 3
+REQUESTS_KIND = "request-features"
+
+# The model inputs of a file read at a site where nothing is known of it: its first read (request-level
+# rows count the read being decided, so the counts are 1, not 0), no earlier day, a dataset first seen
+# now. ``log_size`` is a placeholder: training records the median of its rows; ``tier_code`` and
+# ``site_tier`` come from the names (inference/lfn.py). What /decide uses for a file it knows by LFN only.
+FEATURE_DEFAULTS: dict[str, float] = {
+    "file_acc_1d": 1.0, "file_acc_7d": 1.0, "file_acc_30d": 1.0, "file_days_7d": 1.0, "file_days_30d": 1.0,
+    "ds_acc_1d": 1.0, "ds_acc_7d": 1.0, "ds_acc_30d": 1.0, "ds_files_1d": 1.0, "ds_days_30d": 1.0,
+    "days_since_prev": float(GAP_CAP), "days_since_first": 0.0, "ds_age": 0.0, "log_size": 9.0,
+    "tier_code": 0.0, "site_tier": 0.0,
+}
 
 _EVENT_COLS = ["day", "site", "lfn", "dataset", "tier", "size", "n_access", "n_users", "n_tasks", "cpu_s"]
 META_KEY = b"smartcache.features"
@@ -86,7 +111,7 @@ def trace_events(trace: pa.Table, ts_unit: str = "auto") -> pa.Table:
     return g.set_column(0, "day", pc.cast(g["day"], pa.date32()))
 
 
-def trace_features(trace: pa.Table, horizon: int = 7, candidate_days: int = 1, ts_unit: str = "auto",
+def trace_features(trace: pa.Table, horizon: int = DEFAULT_HORIZON, candidate_days: int = 1, ts_unit: str = "auto",
                    site_order: list[str] | None = None) -> pa.Table:
     """The feature table of a plain trace (see :func:`compute_features`); same columns as training.
 
@@ -150,9 +175,12 @@ def _in_range(day: dt.date | None, first: dt.date | None, last: dt.date | None) 
 
 
 def build_features(reduced: str, out_dir: Path, store: Store | None = None, run_id: int | None = None, *,
-                   horizon: int = 7, candidate_days: int = 1, first: dt.date | None = None,
-                   last: dt.date | None = None, name: str | None = None) -> FeaturesResult:
-    """Build, write (atomically) and register the feature table from reduced partitions."""
+                   horizon: int = DEFAULT_HORIZON, candidate_days: int = 1, first: dt.date | None = None,
+                   last: dt.date | None = None, name: str | None = None, requests: bool = True) -> FeaturesResult:
+    """Build, write (atomically) and register the feature table from reduced partitions.
+
+    With ``requests``, also the request-level training table (``<name>.requests``, see the module doc).
+    """
     if horizon < 1 or candidate_days < 1:
         raise FeaturesError("--horizon and --candidate-days must be at least 1")
     files, parents, prefix = _find_inputs(store, reduced, first, last)
@@ -175,6 +203,8 @@ def build_features(reduced: str, out_dir: Path, store: Store | None = None, run_
     name = name or f"features{suffix}/{first_day.isoformat()}_{last_day.isoformat()}_h{horizon}" + (
         f"_c{candidate_days}" if candidate_days > 1 else "")
     path = Path(out_dir) / f"{name}.parquet"
+    if requests:
+        meta["requests"] = _write_requests(files, days, meta, name, Path(out_dir), store, parents, run_id)
     table = table.replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
     write_parquet(table, path)
     if store is not None:
@@ -182,6 +212,32 @@ def build_features(reduced: str, out_dir: Path, store: Store | None = None, run_
                                checksum=file_sha256(path), n_rows=table.num_rows, n_bytes=path.stat().st_size,
                                meta=meta, parents=parents, run_id=run_id)
     return FeaturesResult(path, name, table.num_rows, first_day, last_day, missing, tuple(parents), meta)
+
+
+def _write_requests(files: Sequence[Path], days: list[dt.date], daily_meta: dict, daily_name: str, out_dir: Path,
+                    store: Store | None, parents: Sequence[str], run_id: int | None) -> str:
+    """Write and register the request-level table of the same partitions; returns its dataset name."""
+    from smartcache.tasks.feat_request_table import REQUEST_LABELS, approx_trace, request_table
+
+    horizon = daily_meta["horizon"]
+    table = request_table(approx_trace(files), horizon, days_present=days, site_order=daily_meta["site_order"])
+    labelled = pc.sum(table["label_complete"]).as_py() or 0
+    positives = pc.sum(pc.cast(pc.and_(table["label_complete"], pc.equal(table["label"], 1)), pa.int64())).as_py() or 0
+    name = f"{daily_name}.requests"
+    meta = {"granularity": "request", "daily": daily_name, "horizon": horizon, "feature_columns": FEATURE_COLUMNS,
+            "label_columns": REQUEST_LABELS, "gap_cap": GAP_CAP, "first_day": daily_meta["first_day"],
+            "last_day": daily_meta["last_day"], "days": daily_meta["days"],
+            "missing_days": daily_meta["missing_days"], "site_order": daily_meta["site_order"],
+            "trace": "approximate: n_access reads spread evenly over [first_ts, last_ts] of each reduced row",
+            "rows_label_complete": int(labelled),
+            "positive_rate": round(positives / labelled, 6) if labelled else None}
+    path = out_dir / f"{name}.parquet"
+    write_parquet(table.replace_schema_metadata({META_KEY: json.dumps(meta).encode()}), path)
+    if store is not None:
+        store.register_dataset(name, REQUESTS_KIND, path.resolve().as_uri(), format="parquet",
+                               checksum=file_sha256(path), n_rows=table.num_rows, n_bytes=path.stat().st_size,
+                               meta=meta, parents=list(parents), run_id=run_id)
+    return name
 
 
 def read_meta(path: Path | str) -> dict:
@@ -200,12 +256,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--catalog-url", help="catalog URL (default: from the configuration)")
     p.add_argument("--no-catalog", action="store_true")
     p.add_argument("--run-id", type=int)
-    p.add_argument("--horizon", type=int, default=7, help="label horizon H in days (default 7)")
+    p.add_argument("--horizon", type=int, default=DEFAULT_HORIZON,
+                   help=f"label horizon H in days (default {DEFAULT_HORIZON})")
     p.add_argument("--candidate-days", type=int, default=1,
                    help="a file is a candidate on day d if read at the site within the last K days (default 1)")
     p.add_argument("--from", dest="first", type=dt.date.fromisoformat, help="first day (YYYY-MM-DD)")
     p.add_argument("--to", dest="last", type=dt.date.fromisoformat, help="last day (YYYY-MM-DD)")
     p.add_argument("--name", help="catalog name of the feature table")
+    p.add_argument("--no-requests", dest="requests", action="store_false",
+                   help="do not build the request-level training table")
     return p
 
 
@@ -215,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config()
         store = None if args.no_catalog else open_store(args.catalog_url or cfg.catalog_url, migrate=True)
         res = build_features(args.reduced, args.out or cfg.data_root, store, args.run_id, horizon=args.horizon,
-                             candidate_days=args.candidate_days, first=args.first, last=args.last, name=args.name)
+                             candidate_days=args.candidate_days, first=args.first, last=args.last, name=args.name,
+                             requests=args.requests)
     except SmartcacheError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

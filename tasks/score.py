@@ -3,10 +3,11 @@
     python -m smartcache.tasks.score --catalog-url URL --run-id N --features DATASET --model NAME[:V] \
         [--site S ...] --out DIR [--push]
 
-Candidates are the rows of the feature table's latest decision day (every file a site has read
-within the features' look-back, described as of that day). They stream through the model's TFLite
-form in batches; per site only the current best list is kept, so memory is bounded by the list
-plus one batch, however many candidates there are.
+Candidates are the files a site read within the last ``--lookback-days`` days of the feature table
+(default: 7 for a model with a time discount, ``decay_days`` in its params, else only the latest day),
+each described by its latest row (its state at the end of the day of its last read). They stream through
+the model's TFLite form in batches, newest day first; per site only the current best list is kept, so
+memory is bounded by the list, one batch and the names already seen.
 
 Ranking -- what maximises the byte hit ratio: a cached file of ``size`` bytes earns ``size`` hit bytes
 per future read and costs ``size`` bytes of cache. Its value per cached byte is therefore
@@ -15,7 +16,10 @@ greedy knapsack solution. The model estimates ``p`` = P(read again within the ho
 reads-given-reuse taken as equal across files, ``E[reads] ∝ p``, so files rank by ``p`` (ties: smaller
 file first, then LFN). Ranking by ``p × size`` instead ("bytes saved") would favour big files per
 byte of cache, and ``p / size`` maximises the object hit ratio, not the byte hit ratio.
-The list is the longest prefix of that ranking whose total size fits the site's cache size.
+A model with a time discount (request-level models, see sim_policies.model_decay_kernel) values a file
+``p × exp(-age / decay_days)``, ``age`` = days since its last read -- the order its cache policy keeps --
+so a file read today outranks one read days ago with the same ``p``. The list is the longest prefix of
+that ranking whose total size fits the site's cache size; its ``score`` column is that value.
 
 Outputs per site in ``--out``: ``<site>.parquet`` (``lfn, size, score, rank``) and ``<site>.txt`` (one
 LFN per line under ``# smartcache placement site=S model=NAME:V created=ISO8601 files=N bytes=B``). A
@@ -30,7 +34,7 @@ import logging
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Sequence
 
@@ -48,15 +52,19 @@ from smartcache.tasks.scoring import Scorer, load_scorer
 log = logging.getLogger("smartcache.score")
 
 SCAN_BATCH = 65536
+DECAY_LOOKBACK_DAYS = 7   # with a time discount: e^(-7/3) ~ 0.1, files read longer ago hardly ever make a list
 HEADER = "# smartcache placement"
 LIST_SCHEMA = pa.schema([("lfn", pa.string()), ("size", pa.int64()), ("score", pa.float32()),
                          ("rank", pa.int32())])
 
 
 # -- ranking (pure) -----------------------------------------------------------------------------
-def rank_and_cut(table: pa.Table, capacity: int) -> pa.Table:
+def rank_and_cut(table: pa.Table, capacity: int, *, blocker: bool = False) -> pa.Table:
     """Rank ``lfn, size, score`` rows by score (ties: smaller, then LFN) and keep the longest prefix
-    that fits in ``capacity`` bytes; one row per LFN (its best). Adds ``rank`` (1 = best)."""
+    that fits in ``capacity`` bytes; one row per LFN (its best). Adds ``rank`` (1 = best).
+
+    ``blocker``: also keep the first row that does not fit (what :class:`SiteRanking` needs to merge exactly).
+    """
     if capacity <= 0:
         raise Invalid("cache size must be positive")
     if table.num_rows == 0:
@@ -70,6 +78,7 @@ def rank_and_cut(table: pa.Table, capacity: int) -> pa.Table:
         t = t.take(pa.array(np.sort(first)))
     size = t.column("size").to_numpy(zero_copy_only=False).astype(np.int64)
     n = int(np.searchsorted(np.cumsum(size), capacity, side="right"))
+    n = min(n + 1, t.num_rows) if blocker else n
     t = t.slice(0, n)
     return pa.table({"lfn": t.column("lfn").cast(pa.string()), "size": t.column("size").cast(pa.int64()),
                      "score": t.column("score").cast(pa.float32()),
@@ -79,21 +88,29 @@ def rank_and_cut(table: pa.Table, capacity: int) -> pa.Table:
 class SiteRanking:
     """The best list so far for one site; batches merge in, anything past the cut is dropped.
 
-    Dropping is exact: a row past the cut of the merged ranking can only be pushed further down by
-    later rows, never back in.
+    Dropping is exact when the first row past the cut (the *blocker*) is kept: the longest fitting
+    prefix of all rows never reaches past it (more rows ahead of it only make it fit less), so no row
+    ranked after it can ever enter the list, while the blocker itself still stops rows ranked below it
+    that would fit in the space left.
     """
 
     def __init__(self, site: str, capacity: int):
         self.site, self.capacity = site, capacity
-        self.best = LIST_SCHEMA.empty_table()
+        self._kept = LIST_SCHEMA.empty_table()       # the list so far plus its blocker
         self.candidates = 0
+
+    @property
+    def best(self) -> pa.Table:
+        """The list: the longest prefix of the ranking of every row added so far that fits."""
+        size = self._kept.column("size").to_numpy(zero_copy_only=False).astype(np.int64)
+        return self._kept.slice(0, int(np.searchsorted(np.cumsum(size), self.capacity, side="right")))
 
     def add(self, lfn: pa.Array, size: np.ndarray, score: np.ndarray) -> None:
         self.candidates += len(lfn)
         batch = pa.table({"lfn": lfn.cast(pa.string()), "size": pa.array(size, pa.int64()),
                           "score": pa.array(score, pa.float32())})
-        merged = pa.concat_tables([self.best.drop_columns(["rank"]), batch])
-        self.best = rank_and_cut(merged, self.capacity)
+        merged = pa.concat_tables([self._kept.drop_columns(["rank"]), batch])
+        self._kept = rank_and_cut(merged, self.capacity, blocker=True)
 
 
 # -- the list files -----------------------------------------------------------------------------
@@ -162,47 +179,77 @@ def latest_day(dataset: ds.Dataset) -> pa.Scalar:
 
 def score_sites(store: Store, features: str, model: str, out: Path, *, sites: Sequence[str] = (),
                 run_id: int | None = None, batch_rows: int = SCAN_BATCH, scorer: Scorer | None = None,
-                progress: bool | None = None) -> tuple[list[SiteList], dict]:
-    """Score the latest day's candidates of ``features`` and register one placement per site."""
+                progress: bool | None = None, lookback_days: int | None = None) -> tuple[list[SiteList], dict]:
+    """Score the recent candidates of ``features`` and register one placement per site (see the module doc)."""
     t0 = time.perf_counter()
     scorer = scorer or load_scorer(store, model)
     rec = store.get_model(*_name_version(scorer.ref))
     dataset = D.open_table(store.get_dataset(features).uri)
     day = latest_day(dataset)
+    decay = getattr(scorer, "decay_days", None)
+    if lookback_days is None:
+        lookback_days = DECAY_LOOKBACK_DAYS if decay else 1
+    if lookback_days < 1:
+        raise Invalid("lookback must be at least one day")
     wanted = _sites(store, sites)
     rankings = {s.name: SiteRanking(s.name, s.cache_size) for s in wanted}
     cols = list(dict.fromkeys(["site", "lfn", "size", *scorer.input_features]))
     missing = [c for c in cols if c not in dataset.schema.names]
     if missing:
         raise Invalid(f"feature table {features} lacks column(s) {', '.join(missing)} needed by {scorer.ref}")
-    filt = (ds.field(D.DAY_COLUMN) == day) & ds.field("site").isin(list(rankings))
+    seen: dict[str, set[str]] = {name: set() for name in rankings}
+    # a file's state at its last read: tables built with candidate days > 1 also describe files on days
+    # without a read (days_since_last > 0), states a request-level model never sees
+    read_that_day = ds.field("days_since_last") == 0 if decay and "days_since_last" in dataset.schema.names else None
     n_rows, score_s = 0, 0.0
     from tqdm import tqdm
     bar = tqdm(desc="scoring", unit=" rows", file=sys.stderr, disable=not _show(progress))
-    for batch in dataset.to_batches(columns=cols, filter=filt, batch_size=batch_rows):
-        if batch.num_rows == 0:
-            continue
-        tb = pa.Table.from_batches([batch])
-        x = D.feature_matrix(tb, scorer.input_features)
-        t1 = time.perf_counter()
-        p = scorer.predict(x)
-        score_s += time.perf_counter() - t1
-        size = tb.column("size").to_numpy(zero_copy_only=False)
-        site_col = tb.column("site")
-        for name, ranking in rankings.items():
-            mask = pc.equal(site_col, name).to_numpy(zero_copy_only=False)
-            if mask.any():
-                idx = np.flatnonzero(mask)
-                ranking.add(tb.column("lfn").take(pa.array(idx)).combine_chunks(), size[idx], p[idx])
-        n_rows += batch.num_rows
-        bar.update(batch.num_rows)
+    for age, d in enumerate(_recent_days(day, lookback_days)):
+        filt = (ds.field(D.DAY_COLUMN) == d) & ds.field("site").isin(list(rankings))
+        if read_that_day is not None:
+            filt &= read_that_day
+        discount = float(np.exp(-age / decay)) if decay else 1.0
+        fresh: dict[str, list[str]] = {name: [] for name in rankings}
+        for batch in dataset.to_batches(columns=cols, filter=filt, batch_size=batch_rows):
+            if batch.num_rows == 0:
+                continue
+            tb = pa.Table.from_batches([batch])
+            x = D.feature_matrix(tb, scorer.input_features)
+            t1 = time.perf_counter()
+            p = scorer.predict(x) * np.float32(discount)
+            score_s += time.perf_counter() - t1
+            size = tb.column("size").to_numpy(zero_copy_only=False)
+            site_col = tb.column("site")
+            for name, ranking in rankings.items():
+                idx = np.flatnonzero(pc.equal(site_col, name).to_numpy(zero_copy_only=False))
+                if age:   # a file read on a later day was ranked with its later state
+                    lfns = tb.column("lfn").take(pa.array(idx)).to_pylist()
+                    idx = idx[[lfn not in seen[name] for lfn in lfns]] if len(idx) else idx
+                if len(idx):
+                    lfn = tb.column("lfn").take(pa.array(idx)).combine_chunks()
+                    ranking.add(lfn, size[idx], p[idx])
+                    if lookback_days > 1:
+                        fresh[name] += lfn.to_pylist()
+            n_rows += batch.num_rows
+            bar.update(batch.num_rows)
+        for name, lfns in fresh.items():
+            seen[name].update(lfns)
     bar.close()
     out.mkdir(parents=True, exist_ok=True)
     day_iso = day.as_py().isoformat() if hasattr(day.as_py(), "isoformat") else str(day.as_py())
-    results = [_register(store, r, rec, out, features, day_iso, run_id) for r in rankings.values()]
+    value = f"p(reuse)*exp(-age/{decay:g}d)" if decay else "p(reuse)"
+    results = [_register(store, r, rec, out, features, day_iso, run_id, value) for r in rankings.values()]
     stats = {"rows": n_rows, "day": day_iso, "model": rec.ref, "seconds": round(time.perf_counter() - t0, 3),
              "score_seconds": round(score_s, 3), "rows_per_s": round(n_rows / score_s) if score_s else None}
     return results, stats
+
+
+def _recent_days(latest: pa.Scalar, n: int) -> list[pa.Scalar]:
+    """``latest`` and the ``n - 1`` days before it, newest first, as scalars of the day column's type."""
+    value = latest.as_py()
+    if isinstance(value, date):
+        return [pa.scalar(value - timedelta(days=k), latest.type) for k in range(n)]
+    return [pa.scalar(value - k, latest.type) for k in range(n)]   # integer day numbers
 
 
 def _show(progress: bool | None) -> bool:
@@ -224,9 +271,9 @@ def _sites(store: Store, names: Sequence[str]):
 
 
 def _register(store: Store, r: SiteRanking, model, out: Path, features: str, day: str,
-              run_id: int | None) -> SiteList:
+              run_id: int | None, value: str = "p(reuse)") -> SiteList:
     lst = r.best
-    extra = f"features={features} day={day} value=p(reuse) cache_size={r.capacity} candidates={r.candidates}"
+    extra = f"features={features} day={day} value={value} cache_size={r.capacity} candidates={r.candidates}"
     path, digest, changed = write_site_list(out, r.site, model.ref, lst, extra)
     n_bytes = int(pc.sum(lst.column("size")).as_py() or 0)
     uri = str(path.resolve())
@@ -261,6 +308,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True, help="folder for <site>.txt and <site>.parquet")
     ap.add_argument("--push", action="store_true", help="push each list to its site afterwards")
     ap.add_argument("--batch-rows", type=int, default=SCAN_BATCH)
+    ap.add_argument("--lookback-days", type=int,
+                    help=f"candidates: files read within this many days (default {DECAY_LOOKBACK_DAYS} for "
+                         "models with a time discount, else 1: the latest day)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     failed = 0
@@ -268,7 +318,8 @@ def main(argv: list[str] | None = None) -> int:
         store = open_store(args.catalog_url)
         try:
             lists, stats = score_sites(store, args.features, args.model, args.out, sites=args.site,
-                                       run_id=args.run_id, batch_rows=args.batch_rows)
+                                       run_id=args.run_id, batch_rows=args.batch_rows,
+                                       lookback_days=args.lookback_days)
             for sl in lists:
                 print(f"{sl.site}: {sl.n_files} files, {sl.n_bytes} bytes of {sl.candidates} candidates -> "
                       f"{sl.path}{'' if sl.changed else ' (unchanged)'}")

@@ -9,7 +9,9 @@
   features of every request with :mod:`smartcache.tasks.features`, then scores them.
 
 ``scorer.threshold`` is the model's operating point (from its metrics), ``scorer.ref`` its
-``name:version``. The normalisation is inside the graph, so the raw feature values go in as they are.
+``name:version``; ``scorer.decay_days`` and ``scorer.admit_threshold`` (from its params, None for models
+without them) tell the cache simulator how to use the scores (see :mod:`smartcache.tasks.sim_model`).
+The normalisation is inside the graph, so the raw feature values go in as they are.
 The interpreter runs fixed power-of-two batches (default 4096 rows): tensors are allocated once per
 size, memory stays bounded however many rows are scored, and one call costs ~µs per row.
 """
@@ -48,6 +50,9 @@ class Scorer:
         self.ref, self.threshold = ref, float(threshold)
         self.input_features = list(input_features)
         self.params = dict(params or {})
+        self.decay_days = _positive(self.params.get("decay_days"))
+        admit = self.params.get("admit_threshold")
+        self.admit_threshold = float(admit) if isinstance(admit, (int, float)) and not isinstance(admit, bool) else None
         self.batch_rows = 1 << (batch_rows - 1).bit_length()   # a power of two
         try:
             self._it = interpreter_class()(model_content=bytes(tflite), num_threads=num_threads)
@@ -104,6 +109,12 @@ class Scorer:
         if hasattr(x, "column_names"):  # a pyarrow Table: a trace
             return self.score_trace(x)
         return self.predict(x)
+
+
+def _positive(value) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    return None
 
 
 def parse_ref(name: str, version: int | None = None) -> tuple[str, int | None]:

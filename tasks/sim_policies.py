@@ -174,9 +174,21 @@ def _heap_pop(hobj, hk1, hk2, pos, n):
 LFU_MODE, GDSF_MODE, MODEL_MODE = 0, 1, 2
 
 
-@njit(cache=True, nogil=True, error_model="numpy")   # numpy: 1e6 / 0 is inf for an empty file, not an error
 def priority_kernel(obj, size, capacity, n_obj, out, mode, score, threshold, aging):
     """LFU, GDSF or the model policy; evicts the lowest (priority, last access) first.
+
+    The model policy takes ``score`` as one probability per request (:func:`_priority_kernel`, with
+    GDSF-style aging), or as ``[n, 2]`` rows ``(p, t / decay)`` (:func:`model_decay_kernel`).
+    """
+    if mode == MODEL_MODE and score.ndim == 2:
+        model_decay_kernel(obj, size, capacity, n_obj, out, score, threshold)
+    else:
+        _priority_kernel(obj, size, capacity, n_obj, out, mode, score, threshold, aging)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")   # numpy: 1e6 / 0 is inf for an empty file, not an error
+def _priority_kernel(obj, size, capacity, n_obj, out, mode, score, threshold, aging):
+    """LFU, GDSF or the model policy (one score per request); evicts the lowest (priority, last access) first.
 
     LFU: priority = accesses since insertion (the count restarts when an object is re-inserted, as in
     libCacheSim); equal counts evict the least recently used first.
@@ -236,6 +248,53 @@ def priority_kernel(obj, size, capacity, n_obj, out, mode, score, threshold, agi
         # capacity -- the newcomer itself when it is worth least, which makes it a bypass.
         while used > capacity:
             v, L = _heap_pop(hobj, hk1, hk2, pos, n)
+            n -= 1
+            used -= stored[v]
+            if v == o:
+                out[i] = MISS
+
+
+MIN_SCORE = 1e-12   # scores at or below it are worth nothing (ln 0 would be -inf for every such file alike)
+
+
+@njit(cache=True, nogil=True)
+def model_decay_kernel(obj, size, capacity, n_obj, out, score, threshold):
+    """The model policy with time-discounted value; ``score[i] = (p, t / decay)`` of request i.
+
+    A cached file is worth its latest p (probability of another read within the model's horizon: the
+    expected hit bytes per cached byte) discounted by the time since that read, p·exp(-age/decay). The
+    order of two files' values never changes as time passes, so the priority ln p + t/decay is fixed
+    at the read and a heap keeps the order (ties: the older read goes first; with equal p this is LRU).
+    A miss that fits in free space is stored; otherwise -- when p >= threshold -- the newcomer is inserted
+    and the lowest-valued files leave while the cache is over capacity, the newcomer itself when it is
+    worth least (then it was not admitted: a value comparison with the victim, as TinyLFU does).
+    """
+    hobj = np.empty(n_obj, np.int64)
+    hk1 = np.empty(n_obj, np.float64)
+    hk2 = np.empty(n_obj, np.int64)
+    pos = np.full(n_obj, -1, np.int64)
+    stored = np.zeros(n_obj, np.int64)
+    n = 0
+    used = 0
+    for i in range(obj.shape[0]):
+        o = obj[i]
+        p = score[i, 0]
+        key = np.log(max(p, MIN_SCORE)) + score[i, 1]
+        if pos[o] >= 0:
+            out[i] = HIT
+            _heap_rekey(hobj, hk1, hk2, pos, o, key, i, n)
+            continue
+        s = size[i]
+        if s > capacity or (used + s > capacity and not p >= threshold):
+            out[i] = MISS
+            continue
+        stored[o] = s
+        _heap_push(hobj, hk1, hk2, pos, o, key, i, n)
+        n += 1
+        used += s
+        out[i] = INSERT
+        while used > capacity:
+            v, _ = _heap_pop(hobj, hk1, hk2, pos, n)
             n -= 1
             used -= stored[v]
             if v == o:
@@ -341,4 +400,5 @@ def warm_up() -> None:
     lru_kernel(obj, size, 1, 2, out)
     for mode in (LFU_MODE, GDSF_MODE, MODEL_MODE):
         priority_kernel(obj, size, 1, 2, out, mode, np.ones(3), 0.5, True)
+    priority_kernel(obj, size, 1, 2, out, MODEL_MODE, np.ones((3, 2)), 0.5, True)
     belady_kernel(obj, size, next_access(obj), 1, 2, out, False)

@@ -10,8 +10,10 @@ unlike those of every row the model will score later.
 
 The split is by time, never shuffled across it: validation = the last ``val_fraction`` of the
 labelled days; training = the days before, *purged* of the last ``horizon`` days before validation,
-so that no training label looks into the validation period (max train day + horizon <= first
-validation day).
+so that no training label looks into the validation period (max train day + horizon < first
+validation day): a label of day d covers days d+1 .. d+horizon (a request's label, the ``horizon`` days
+after its time, ends on day d+horizon too), and the validation days are the held-out days the cache
+simulation counts.
 """
 
 from __future__ import annotations
@@ -151,7 +153,7 @@ def time_split(day: np.ndarray, horizon: int, val_fraction: float = 0.2) -> Spli
     if len(days) - n_val < 1:
         raise Invalid(f"only {len(days)} labelled day(s): need more to split training and validation")
     first_val = int(days[len(days) - n_val])
-    last_train = first_val - horizon   # a train label covers (d, d + horizon]: it must end by first_val
+    last_train = first_val - horizon - 1   # a train label covers days d+1 .. d+horizon: all before first_val
     train = np.flatnonzero(day <= last_train)
     val = np.flatnonzero(day >= first_val)
     if len(train) == 0:
@@ -183,6 +185,15 @@ def roc_auc(y: np.ndarray, s: np.ndarray) -> float:
     avg_rank = np.cumsum(counts) - (counts - 1) / 2.0
     ranks = avg_rank[inv]
     return float((ranks[y[order]].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def log_loss(y: np.ndarray, p: np.ndarray, eps: float = 1e-7) -> float:
+    """Mean binary cross-entropy of probabilities ``p`` (how well calibrated, not only ranked)."""
+    y = np.asarray(y, np.float64)
+    if len(y) == 0:
+        return float("nan")
+    p = np.clip(np.asarray(p, np.float64), eps, 1 - eps)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p)))
 
 
 def operating_point(y: np.ndarray, s: np.ndarray) -> dict:

@@ -34,6 +34,9 @@ class FitConfig:
     learning_rate: float = 5e-4
     hidden: tuple[int, ...] = (64, 32)
     verbose: int = 0
+    # Balanced class weights trade calibration for recall on the rare class. None: the trainer decides
+    # (off for request-level rows, whose probabilities the cache policy uses as they are).
+    class_weighted: bool | None = None
 
 
 @dataclass
@@ -103,17 +106,24 @@ def class_weights(y: np.ndarray) -> dict[int, float]:
     return {0: n / (2.0 * neg), 1: n / (2.0 * pos)}
 
 
-def fit(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
+def fit(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray | None, y_val: np.ndarray | None,
         cfg: FitConfig) -> FitResult:
-    """Train with balanced class weights and early stopping on validation AUC (best weights kept)."""
+    """Train (balanced class weights unless ``cfg.class_weighted`` is False) with early stopping on
+    validation AUC (best weights kept); without validation rows, exactly ``cfg.epochs`` epochs."""
     tf, keras = tensorflow(cfg.seed)
     t0 = time.perf_counter()
     mean, var = norm_stats(x_train)
     model = build_model(x_train.shape[1], mean, var, cfg)
+    weights = class_weights(y_train) if cfg.class_weighted is not False else None
+    if x_val is None:
+        hist = model.fit(x_train, y_train.astype(np.float32), epochs=cfg.epochs, batch_size=cfg.batch_size,
+                         class_weight=weights, shuffle=True, verbose=cfg.verbose)
+        return FitResult(model, cfg.epochs, cfg.epochs, time.perf_counter() - t0,
+                         {k: [float(v) for v in vals] for k, vals in hist.history.items()})
     stop = keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=cfg.patience,
                                          restore_best_weights=True)
     hist = model.fit(x_train, y_train.astype(np.float32), validation_data=(x_val, y_val.astype(np.float32)),
-                     epochs=cfg.epochs, batch_size=cfg.batch_size, class_weight=class_weights(y_train),
+                     epochs=cfg.epochs, batch_size=cfg.batch_size, class_weight=weights,
                      shuffle=True, callbacks=[stop], verbose=cfg.verbose)
     aucs = hist.history.get("val_auc", [0.0])
     return FitResult(model, len(aucs), int(np.argmax(aucs)) + 1, time.perf_counter() - t0,

@@ -137,6 +137,62 @@ def test_model_aging_lets_stale_scores_leave():
     assert replay(t, "model", 2, threshold=0.0, aging=True)[-1] != H
 
 
+def _decayed(p, ts, decay_days):
+    """The model kernel's [n, 2] input: scores and time in units of the decay."""
+    ts = np.asarray(ts, float)
+    return np.column_stack([np.asarray(p, float), (ts - ts[0]) / (decay_days * DAY)])
+
+
+def test_model_with_decay_and_equal_scores_is_lru():
+    trace = synthetic_trace(6_000, 900, days=5, seed=4)
+    cap = trace.working_set() // 15
+    scores = _decayed(np.full(len(trace), 0.6), trace.ts, 3.0)
+    assert np.array_equal(replay(trace, "model", cap, scores=scores, threshold=0.0), replay(trace, "lru", cap))
+
+
+def test_model_with_decay_weighs_score_against_age():
+    # A (p=0.9) read at day 0, B (p=0.5) at day 1; C at day 2 must push one out; A comes back at day 2.5.
+    # Value p*exp(-age/decay): with a 1-day decay A is worth 0.12 < B's 0.18 and leaves; with 10 days
+    # A (0.74) stays and B (0.45) leaves, so A's return is a hit.
+    ts, names = np.array([0.0, 1.0, 2.0, 2.5]) * DAY, list("ABCA")
+    t = make_trace(ts, names, [1, 1, 1, 1])
+    p = [0.9, 0.5, 0.6, 0.9]
+    assert replay(t, "model", 2, scores=_decayed(p, ts, 1.0), threshold=0.0).tolist() == [I, I, I, I]
+    assert replay(t, "model", 2, scores=_decayed(p, ts, 10.0), threshold=0.0).tolist() == [I, I, I, H]
+
+
+def test_model_with_decay_admits_a_newcomer_only_over_a_worse_file():
+    ts = np.array([0.0, 1.0, 2.0, 3.0, 4.0])
+    t = make_trace(ts, list("ABCAB"), [1, 1, 1, 1, 1])
+    # C is worth less than A and B, read just before: it is not stored and evicts nothing (A, B hit)
+    assert replay(t, "model", 2, scores=_decayed([0.9, 0.9, 0.01, 0.9, 0.9], ts, 3.0),
+                 threshold=0.0).tolist() == [I, I, M, H, H]
+    # worth more, C replaces the oldest; below the admission threshold it never enters a full cache
+    assert replay(t, "model", 2, scores=_decayed([0.9, 0.9, 0.95, 0.9, 0.9], ts, 3.0),
+                 threshold=0.0).tolist() == [I, I, I, I, I]
+    assert replay(t, "model", 2, scores=_decayed([0.9, 0.9, 0.95, 0.9, 0.9], ts, 3.0),
+                 threshold=0.99).tolist() == [I, I, M, H, H]
+
+
+def test_a_scorer_with_a_decay_gets_time_discounted_priorities():
+    from smartcache.tasks.sim_model import score_requests, threshold_of
+    trace = synthetic_trace(4_000, 600, days=4, seed=8)
+    p = np.random.default_rng(1).random(len(trace))
+
+    def scorer(requests):
+        return p
+    scorer.decay_days, scorer.threshold, scorer.admit_threshold = 2.0, 0.7, 0.0
+    got = score_requests(scorer, trace.table())
+    assert got.shape == (len(trace), 2) and np.array_equal(got[:, 0], p)
+    assert np.allclose(got[:, 1], (trace.ts - trace.ts[0]) / (2 * DAY))
+    assert threshold_of(scorer) == 0.0                     # admission by value, not the operating point
+    cap = trace.working_set() // 10
+    (r,) = run_grid(trace, ["model:m"], [cap], scorers={"model:m": scorer})
+    direct = simulate(trace, "model", cap, scores=got, threshold=0.0)
+    assert r.overall == direct.overall
+    assert r.overall != simulate(trace, "lru", cap).overall
+
+
 @pytest.mark.parametrize("policy", ["lru", "lfu", "gdsf", "belady", "belady-bypass", "model"])
 def test_object_larger_than_cache_is_a_miss_and_evicts_nothing(policy):
     got = statuses(policy, list("BAB"), [3, 10, 3], 5, scores=[1.0, 1.0, 1.0], threshold=0.5)

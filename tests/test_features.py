@@ -215,3 +215,81 @@ def test_build_registers_lineage_and_marks_missing_days(tmp_path):
     with pytest.raises(feat.FeaturesError):
         build_features("reduced-XX", tmp_path / "out", store)
     assert feat.main(["--reduced", str(tmp_path / "nowhere"), "--no-catalog", "--out", str(tmp_path)]) == 1
+
+
+# -- request-level training rows ---------------------------------------------------------------
+def test_request_rows_have_request_features_and_forward_labels():
+    from smartcache.tasks.feat_request_table import request_table
+    trace = _trace(seed=5, n=1500, days=12)
+    horizon = 2
+    got = request_table(trace, horizon)
+    assert got.num_rows == trace.num_rows
+    assert got.select(FEATURE_COLUMNS).equals(request_features(trace).select(FEATURE_COLUMNS))
+    ts, site, name = (trace[c].to_pylist() for c in ("timestamp", "site", "lfn"))
+    first_day, last_day = int(ts[0] // 86400), int(ts[-1] // 86400)
+    rows = got.to_pylist()
+    for i in range(0, len(ts), 7):                         # brute force on a sample of rows
+        later = sum(1 for j in range(i + 1, len(ts))
+                    if site[j] == site[i] and name[j] == name[i] and ts[j] <= ts[i] + horizon * 86400)
+        day = int(ts[i] // 86400)
+        assert rows[i]["future_reads"] == later and rows[i]["label"] == int(later > 0)
+        assert rows[i]["label_complete"] == (day + horizon <= last_day)
+        assert rows[i]["history_complete"] == (day - 29 >= first_day)
+        assert rows[i]["day"] == dt.date(1970, 1, 1) + dt.timedelta(days=day)
+        assert rows[i]["timestamp"] == pytest.approx(ts[i], abs=1e-3)          # ms resolution
+
+
+def test_request_rows_never_look_ahead_and_missing_days_cut_labels():
+    from smartcache.tasks.feat_request_table import request_table
+    trace = _trace(seed=6, n=2000, days=15)
+    cut = 1200
+    base = request_table(trace, 3)
+    rng = random.Random(1)
+    later = trace.slice(cut).to_pylist()
+    moved = [dict(r, lfn=lfn(rng.randrange(3), rng.randrange(25))) for r in later]   # other files afterwards
+    after = request_table(pa.concat_tables([trace.slice(0, cut), pa.Table.from_pylist(moved, trace.schema)]), 3)
+    inputs = ["day", "timestamp", "site", "size", *FEATURE_COLUMNS, "history_complete"]
+    assert after.slice(0, cut).select(inputs).equals(base.slice(0, cut).select(inputs))
+    assert after.slice(0, cut)["future_reads"] != base.slice(0, cut)["future_reads"]
+    # a day without data inside the horizon leaves the row unlabelled; an empty day that was there does not
+    days = sorted(set(base["day"].to_pylist()))
+    gap = days[5]
+    holed = trace.filter(pa.array([d != gap for d in base["day"].to_pylist()]))
+    before_gap = [gap - dt.timedelta(days=3) <= d < gap for d in request_table(holed, 3)["day"].to_pylist()]
+    assert any(before_gap)
+    assert not any(c for c, b in zip(request_table(holed, 3)["label_complete"].to_pylist(), before_gap) if b)
+    present = request_table(holed, 3, days_present=days)["label_complete"].to_pylist()
+    assert all(c for c, b in zip(present, before_gap) if b)
+
+
+def test_build_writes_the_request_table_beside_the_daily_one(tmp_path):
+    store = open_store(f"sqlite:///{tmp_path}/c.db", migrate=True)
+    days = [dt.date(2026, 3, 1) + dt.timedelta(days=i) for i in range(4)]
+    srcs = [str(write(tmp_path / "raw", d, make_records(d, 300, seed=i))) for i, d in enumerate(days)]
+    reduce_partitions(srcs, tmp_path / "out", store, None)
+    res = build_features("reduced", tmp_path / "out", store, horizon=1)
+    assert res.meta["requests"] == f"{res.dataset}.requests"
+    req = store.get_dataset(res.meta["requests"])
+    assert req.kind == feat.REQUESTS_KIND and req.meta["granularity"] == "request" and req.meta["horizon"] == 1
+    assert req.parents == store.get_dataset(res.dataset).parents
+    table = pq.read_table(feat.uri_path(req.uri))
+    daily = pq.read_table(res.path)
+    # every read is one row; the reads of a (day, site, file) add up to the daily n_access
+    reduced = pa.concat_tables([pq.read_table(feat.uri_path(d.uri), columns=["n_access"])
+                                for d in store.list_datasets(kind="reduced")])
+    assert table.num_rows == req.n_rows == pa.compute.sum(reduced["n_access"]).as_py()
+    assert set(table.column_names) >= {"day", "timestamp", "label", "future_reads", "label_complete", *FEATURE_COLUMNS}
+    assert daily.num_rows == res.n_rows and [d.name for d in store.list_datasets(kind="features")] == [res.dataset]
+    none = build_features(str(tmp_path / "out" / "reduced"), tmp_path / "out2", None, horizon=1, requests=False)
+    assert "requests" not in none.meta
+
+
+def test_feature_defaults_describe_a_first_read():
+    assert set(feat.FEATURE_DEFAULTS) == set(FEATURE_COLUMNS)
+    t0 = dt.datetime(2026, 2, 1, tzinfo=dt.timezone.utc).timestamp()
+    one = pa.table({"timestamp": [t0], "site": ["T2_IT_Pisa"], "lfn": ["/store/x/y/z.root"],
+                    "size": pa.array([10**9], pa.int64())})
+    row = request_features(one).to_pylist()[0]
+    for c in FEATURE_COLUMNS:
+        if c not in ("log_size", "tier_code", "site_tier"):      # from the name and size, or the training median
+            assert row[c] == feat.FEATURE_DEFAULTS[c], c

@@ -74,6 +74,18 @@ def test_streaming_ranking_equals_one_shot():
     assert r.candidates == 3000
 
 
+def test_streaming_keeps_the_file_that_ends_the_list():
+    # the big file (0.8) ends the list after /a; a later batch's small file (0.1) would fit in the space
+    # left, but ranks after the big one: it must stay out, as in the one-shot ranking
+    first = pa.table({"lfn": ["/a", "/big"], "size": [60, 50], "score": [0.9, 0.8]})
+    later = pa.table({"lfn": ["/small"], "size": [10], "score": [0.1]})
+    r = SiteRanking("S", 100)
+    for part in (first, later):
+        r.add(part.column("lfn"), part.column("size").to_numpy(), part.column("score").to_numpy())
+    assert r.best.column("lfn").to_pylist() == ["/a"] == rank_and_cut(pa.concat_tables([first, later]), 100)[
+        "lfn"].to_pylist()
+
+
 # -- the scorer ---------------------------------------------------------------------------------
 def test_scorer_batches_give_the_same_answers(world):
     store, name, _ = world
@@ -166,3 +178,36 @@ def test_main_reports_errors_in_one_line(world, capsys):
     assert main(["--catalog-url", url, "--features", name, "--model", "nosuch", "--out", str(tmp / "x")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "nosuch" in err and err.count("\n") == 1
+
+
+def test_a_model_with_a_time_discount_ranks_recent_reads_first(world):
+    store, name, tmp = world
+    from datetime import timedelta
+    from smartcache.tasks.scoring import Scorer
+    rec = store.get_model("cachenet", 1)
+    scorer = Scorer(store.model_artifact("cachenet", 1, "tflite"), rec.input_features, ref=rec.ref,
+                    params={"decay_days": 2.0})
+    out = tmp / "lists-decay"
+    lists, stats = score_sites(store, name, "cachenet", out, sites=[SITES[0]], scorer=scorer, lookback_days=4)
+    table = pq.read_table(store.get_dataset(name).uri)
+    last = pc.max(table.column("day")).as_py()
+    # brute force: each file read at the site in the last 4 days, by the row of its last read, p * exp(-age / 2)
+    since = pa.scalar(last - timedelta(days=4), pa.date32())
+    mine = pc.and_(pc.equal(table.column("site"), SITES[0]), pc.equal(table.column("days_since_last"), 0))
+    recent = table.filter(pc.and_(mine, pc.greater(table.column("day"), since)))
+    p = scorer(D.feature_matrix(recent, COLUMNS))
+    best: dict[str, tuple] = {}
+    for lfn, day, size, score in zip(recent["lfn"].to_pylist(), recent["day"].to_pylist(),
+                                     recent["size"].to_pylist(), p):
+        if lfn not in best or day > best[lfn][0]:
+            best[lfn] = (day, size, score * np.float32(np.exp(-(last - day).days / 2.0)))   # float32, as scored
+    expected = rank_and_cut(pa.table({"lfn": list(best), "size": [b[1] for b in best.values()],
+                                      "score": pa.array([b[2] for b in best.values()], pa.float32())}),
+                            store.get_site(SITES[0]).cache_size)
+    lst = pq.read_table(out / f"{SITES[0]}.parquet")
+    assert lists[0].candidates == len(best) < recent.num_rows       # a file read on several days counts once
+    assert lst.column("lfn").to_pylist() == expected.column("lfn").to_pylist()
+    assert np.allclose(lst.column("score").to_numpy(), expected.column("score").to_numpy(), rtol=1e-6)
+    assert "exp(-age/2d)" in (out / f"{SITES[0]}.txt").read_text().splitlines()[1]
+    with pytest.raises(Invalid, match="lookback"):
+        score_sites(store, name, "cachenet", out, sites=[SITES[0]], scorer=scorer, lookback_days=0)

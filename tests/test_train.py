@@ -31,9 +31,9 @@ def trained(tmp_path_factory):
 def test_time_split_purges_the_horizon_and_never_leaks():
     day = np.repeat(np.arange(100, 140), 5)
     s = D.time_split(day, horizon=7, val_fraction=0.2)
-    assert day[s.train].max() + 7 <= day[s.val].min()          # no train label window reaches val days
+    assert day[s.train].max() + 7 < day[s.val].min()           # no train label window reaches val days
     assert day[s.val].min() == 132 and day[s.val].max() == 139     # the last 20 % of days
-    assert s.purged_days == 6
+    assert s.purged_days == 7
     assert np.all(np.diff(day[s.train]) >= 0)                      # time order kept
     with pytest.raises(Invalid, match="no training rows"):
         D.time_split(np.arange(5), horizon=7)
@@ -160,3 +160,42 @@ def test_gate_reads_the_evaluate_tasks_results(trained):
     assert ok and "beats" in reason
     ok, reason = verdict(model, [row("A", "lru", 500)])
     assert not ok and "no results" in reason
+
+
+# -- request-level rows (what the feature step writes beside the daily table) ----------------------
+def test_request_level_training_records_what_the_cache_and_decide_need(tmp_path):
+    import json
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+    from smartcache.tasks.feat_request_table import request_table
+    from smartcache.tasks.features import FEATURE_COLUMNS, FEATURE_DEFAULTS
+    from smartcache.tasks.scoring import load_scorer
+    from smartcache.tasks.sim_synth import synthetic_trace
+    store = open_store(f"sqlite:///{tmp_path}/c.db", migrate=True)
+    table = request_table(synthetic_trace(40_000, 4_000, days=24, burst=0.4, seed=2).table(), 2)
+    pq.write_table(table, tmp_path / "r.parquet")
+    store.register_dataset("features/x.requests", "request-features", str(tmp_path / "r.parquet"),
+                           meta={"granularity": "request", "horizon": 2})
+    daily = register_features(store, tmp_path / "daily.parquet", n_files=200, n_days=12)
+    store.register_dataset(daily, "features", str(tmp_path / "daily.parquet"),
+                           meta={"horizon": 7, "requests": "features/x.requests"})
+    m = train(store, daily, "cachenet", cfg=FitConfig(seed=1, epochs=6, patience=2)).model
+    assert m.datasets == (("train", daily),) and m.input_features == FEATURE_COLUMNS
+    p, met = m.params, m.metrics
+    assert p["train_rows"] == "features/x.requests" and p["granularity"] == "request" and p["horizon_days"] == 2
+    assert p["decay_days"] == 2.0 and p["admit_threshold"] == 0.0 and p["class_weighted"] is False
+    assert met["auc"] > 0.6, met
+    # no class weights: the mean probability on later days is close to the share of positives there
+    rows = D.load_labelled(str(tmp_path / "r.parquet"), FEATURE_COLUMNS, 2)
+    val = D.time_split(rows.day, 2).val
+    scorer = load_scorer(store, m.ref)
+    assert abs(float(scorer(rows.x[val]).mean()) - met["positive_rate_val"]) < 0.08
+    assert scorer.decay_days == 2.0 and scorer.admit_threshold == 0.0 and scorer.threshold == met["threshold"]
+    # what /decide needs: defaults of a first read (log_size: the training median) and the TFaaS nodes
+    d = p["feature_defaults"]
+    assert set(d) == set(FEATURE_COLUMNS) and d["days_since_prev"] == FEATURE_DEFAULTS["days_since_prev"]
+    sizes = pc.log10(pc.cast(table["size"], "float64")).to_numpy()
+    assert sizes.min() <= d["log_size"] <= sizes.max() and d["log_size"] != FEATURE_DEFAULTS["log_size"]
+    tfaas = json.loads(store.model_artifact("cachenet", m.version, "params"))
+    assert p["tfaas"]["inputNode"] == tfaas["inputNode"] != "" and p["tfaas"]["outputNode"] == tfaas["outputNode"] != ""
+    store.close()
