@@ -28,7 +28,7 @@ def test_generated_logs_to_pushed_lists(tmp_path, capsys):
     store = open_store(url, migrate=True)
     generate_logs(tmp_path / "raw", start="2026-03-01", days=45, scale=0.25, fmt="json", workers=1)
     reduce_partitions(list_partitions(tmp_path / "raw"), tmp_path / "data", store, None)
-    feats = build_features("reduced", tmp_path / "data", store, horizon=7, candidate_days=3)
+    feats = build_features("reduced", tmp_path / "data", store, horizon=3, candidate_days=3)
     sites = sorted({r["site"] for r in
                     __import__("pyarrow.parquet", fromlist=["x"]).read_table(feats.path, columns=["site"])
                     .group_by("site").aggregate([]).to_pylist()})[:2]
