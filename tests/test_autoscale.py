@@ -146,7 +146,6 @@ def test_command_backend_runs_the_command_with_the_count(tmp_path):
 
 
 # -- the real pool (root): workers come and go with the work ---------------------------------
-from condor_fixtures import condor_pool, condor_tmp_path  # noqa: E402,F401
 
 NODE_SECONDS = [6, 8, 10, 12, 14]          # N parallel nodes, staggered so workers free up in turn
 NODE_SUB = """universe = vanilla

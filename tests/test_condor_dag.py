@@ -15,7 +15,6 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from condor_fixtures import condor_pool  # noqa: F401  (until conftest imports it)
 from dagkit import counts, noop_workflow
 from smartcache.catalog import load_config
 from smartcache.condor import dag as dagmod

@@ -13,7 +13,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from condor_fixtures import condor_pool, condor_tmp_path, pool_started_by_this_session  # noqa: F401
+from condor_fixtures import pool_started_by_this_session  # fixtures come from conftest.py (one session-wide pool)
 from smartcache.catalog.config import load_config
 from smartcache.condor import pool
 from smartcache.condor.autoscale_log import append_decision, read_decisions
