@@ -30,7 +30,19 @@ sc runs --limit 3
 sc models list
 sc placements list
 eval_dir=$(ls -dt "$SMARTCACHE_HOME"/data/evaluation/*/ | head -n 1)
-echo "evaluation (byte hit ratio vs cache size, one line per policy): ${eval_dir}byte_hit_ratio.png"
+echo "held-out byte hit ratio, all sites (site = the sites' own cache sizes; % = of each site's working set):"
+"$VENV/bin/python" - "${eval_dir}metrics.json" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))["summary"]
+bhr = s["byte_hit_ratio"]
+policies = list(next(iter(bhr.values())))
+print("  ".join(["size".ljust(6)] + [p.rjust(15) for p in policies]))
+for label in sorted(bhr, key=lambda k: (k != "site", float(k.rstrip("%") or 0) if k != "site" else 0)):
+    print("  ".join([label.ljust(6)] + [f"{bhr[label][p]:15.4f}" for p in policies]))
+for model, gap in s.get("gap_closed", {}).items():
+    print(f"{model} closes {gap:.0%} of the LRU-to-Belady gap (model stage: see 'smartcache models list')")
+PY
+echo "plot: ${eval_dir}byte_hit_ratio.png"
 sc simulate --trace "${eval_dir}trace.csv" --site T2_IT_Pisa --cache-size 1TB,3TB,10TB \
   --policy lru,lfu,gdsf,belady,model:cachenet --plot "$SMARTCACHE_HOME/T2_IT_Pisa-simulation.png"
 echo "placement lists pushed to: $SMARTCACHE_HOME/push/"
