@@ -194,13 +194,9 @@ def mounts_under(root: Path | str | None = None) -> tuple[str, ...]:
 def use_pool_config(root: Path | str | None = None) -> Iterator[dict[str, str]]:
     """Point this process's HTCondor client at the pool for the duration of the block."""
     import htcondor2
-    new = pool_env(root)
-    saved = {k: os.environ.get(k) for k in new}
+    saved = {k: os.environ.get(k) for k in pool_env(root)}
     dropped = {k: v for k, v in os.environ.items() if k.startswith("_CONDOR_")}
-    for k in dropped:
-        del os.environ[k]
-    os.environ.update(new)
-    htcondor2.reload_config()
+    new = activate_pool_env(root)
     try:
         yield new
     finally:

@@ -49,16 +49,10 @@ def condor_pool(request: pytest.FixtureRequest):
     except pool.PoolError as e:
         _no_pool(f"cannot bring the HTCondor pool up in {root}: {e}")
     request.config.stash[STARTED_HERE] = started_here
-    saved = {k: os.environ.get(k) for k in ("CONDOR_CONFIG", "PATH", "SMARTCACHE_POOL_ROOT")}
-    env = pool.activate_pool_env(root)
     try:
-        yield env
+        with pool.use_pool_config(root) as env:
+            yield env
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
         if started_here and os.environ.get("SMARTCACHE_POOL_KEEP") != "1":
             pool.pool_down(root, quiet=True)
 

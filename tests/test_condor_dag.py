@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -170,18 +169,8 @@ def test_status_shows_what_condor_q_shows(cfg, dag_tmp, invoke):
     assert wait_until(lambda: dagmod.rescue_files(dag_file), "DAGMan's rescue file after removal")
 
 
-@pytest.mark.skipif(any(importlib.util.find_spec(m) is None for m in
-                        ("smartcache.tasks.reduce", "smartcache.tasks.features", "smartcache.submit.cli_generate")),
-                    reason="needs the reduce/features tasks and the log generator (issue 3)")
 def test_reduce_dag_over_generated_days_registers_its_outputs(cfg):
-    from smartcache.submit.cli_generate import commands as generate_commands
-
-    @click.group(cls=SmartcacheGroup)
-    @click.pass_context
-    def group(ctx):
-        ctx.obj = load_config()
-    for c in [*commands, *generate_commands]:
-        group.add_command(c)
+    from smartcache.submit.cli import cli as group
     runner = CliRunner()
     gen = runner.invoke(group, ["generate", "logs", "--months", "1", "--end", "2026-10", "--scale", "0.05",
                                 "--no-progress"])

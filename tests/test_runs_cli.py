@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -125,19 +124,9 @@ def test_submit_reduce_without_partitions_is_one_clean_error(invoke, tmp_path):
     assert res.exit_code == 1 and "no raw data" in res.output and "Traceback" not in res.output
 
 
-@pytest.mark.skipif(any(importlib.util.find_spec(m) is None for m in
-                        ("smartcache.tasks.reduce", "smartcache.tasks.features", "smartcache.submit.cli_generate")),
-                    reason="needs the reduce/features tasks and the log generator (issue 3)")
 @pytest.mark.slow
 def test_submit_reduce_local_end_to_end(cfg, home):
-    from smartcache.submit.cli_generate import commands as generate_commands
-
-    @click.group(cls=SmartcacheGroup)
-    @click.pass_context
-    def group(ctx):
-        ctx.obj = load_config()
-    for c in [*commands, *generate_commands]:
-        group.add_command(c)
+    from smartcache.submit.cli import cli as group
     runner = CliRunner()
     gen = runner.invoke(group, ["generate", "logs", "--months", "1", "--end", "2026-10", "--scale", "0.05",
                                 "--no-progress"])
