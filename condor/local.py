@@ -13,6 +13,7 @@ executor resumes with only the unfinished nodes. Children die with the executor 
 
 from __future__ import annotations
 
+import contextlib
 import argparse
 import ctypes
 import json
@@ -320,10 +321,8 @@ def _die_with_parent() -> None:
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):   # already gone: nothing to signal
         os.killpg(proc.pid, sig)    # the node's own session: its children go too
-    except ProcessLookupError:
-        pass
 
 
 def _raise_interrupted(signum, frame) -> None:

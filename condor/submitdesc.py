@@ -116,7 +116,7 @@ def describe(task: str, argv: Sequence[str], *, workflow: str, run_id: int, dag_
     """The submit description of one task kind.
 
     ``argv`` is what follows ``python -m smartcache.tasks.<task>``; it may hold ``$(var)``
-    placeholders that DAG VARS fill per node. Every node should define the ``partition`` var
+    macros that DAG VARS fill per node. Every node should define the ``partition`` var
     (what ``condor_q -af SmartcachePartition`` shows).
     """
     desc: dict[str, str] = {

@@ -15,6 +15,7 @@ worker template, whose idle timeout makes nodes leave only when they run nothing
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -196,10 +197,8 @@ def stop_all_local_workers(root: Path | str | None = None, timeout: float = 60.0
     backend = LocalBackend(root)
     live = [w for w in backend.workers() if w.pid]
     for w in live:
-        try:
+        with contextlib.suppress(ProcessLookupError):   # already gone
             os.kill(w.pid, 15)
-        except ProcessLookupError:
-            pass
     deadline = time.time() + timeout
     while time.time() < deadline and any(w.pid and os.path.exists(f"/proc/{w.pid}") for w in live):
         time.sleep(0.5)

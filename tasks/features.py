@@ -62,7 +62,7 @@ REQUESTS_KIND = "request-features"
 
 # The model inputs of a file read at a site where nothing is known of it: its first read (request-level
 # rows count the read being decided, so the counts are 1, not 0), no earlier day, a dataset first seen
-# now. ``log_size`` is a placeholder: training records the median of its rows; ``tier_code`` and
+# now. ``log_size`` here is only the shape of the entry: training records the median of its rows; ``tier_code`` and
 # ``site_tier`` come from the names (inference/lfn.py). What /decide uses for a file it knows by LFN only.
 FEATURE_DEFAULTS: dict[str, float] = {
     "file_acc_1d": 1.0, "file_acc_7d": 1.0, "file_acc_30d": 1.0, "file_days_7d": 1.0, "file_days_30d": 1.0,

@@ -16,6 +16,7 @@ Errors are :class:`PushError`; ``retryable`` tells whether trying again may help
 
 from __future__ import annotations
 
+import contextlib
 import base64
 import hashlib
 import os
@@ -129,9 +130,8 @@ def _fsync_dir(folder: Path) -> None:
     except OSError:
         return
     try:
-        os.fsync(fd)
-    except OSError:
-        pass
+        with contextlib.suppress(OSError):   # some filesystems cannot fsync a folder: best effort
+            os.fsync(fd)
     finally:
         os.close(fd)
 

@@ -7,6 +7,7 @@ only a lower bound, and why).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -220,10 +221,8 @@ def coercer(t: pa.DataType) -> Callable[[Any], Any]:
 def column_array(values: list, t: pa.DataType) -> tuple[pa.Array, list[int], int]:
     """``values`` as an Arrow array of type ``t``, the indices of values that could not be coerced,
     and how many values were converted from another type."""
-    try:
-        return pa.array(values, type=t), [], 0
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
-        pass
+    with contextlib.suppress(pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
+        return pa.array(values, type=t), [], 0      # the common case: every value has the type
     conv = coercer(t)
     lo, hi = (-2**31, 2**31) if pa.types.is_int32(t) else (-2**63, 2**63)
     check_range = pa.types.is_integer(t)

@@ -8,6 +8,7 @@ safe coercion. So a few bad lines cost a few re-parses, not a slow path for the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import zlib
 from types import ModuleType
@@ -32,11 +33,9 @@ ARROW_BLOCK = 4 << 20          # Arrow parses blocks of this size in parallel
 def inflate_backends() -> dict[str, ModuleType]:
     """zlib-compatible inflaters available here, fastest first (ISA-L inflates ~3x faster than zlib)."""
     found: dict[str, ModuleType] = {}
-    try:
+    with contextlib.suppress(ImportError):   # optional: zlib below always works
         from isal import isal_zlib
         found["isal"] = isal_zlib
-    except ImportError:
-        pass
     found["zlib"] = zlib
     return found
 

@@ -75,11 +75,13 @@ def totals(results: Sequence[SimResult]) -> list[SimResult]:
 
 
 class _NoBar:
+    """Stands in for a tqdm bar when progress is off: both calls do nothing."""
+
     def update(self, n: int) -> None:
-        pass
+        return None
 
     def close(self) -> None:
-        pass
+        return None
 
 
 def _progress(total: int, enabled: bool | None):

@@ -98,7 +98,7 @@ def check_reachable(path: Path) -> None:
 
 
 def render(template: str, values: Mapping[str, object]) -> str:
-    """Fill ``tasks/xcache/<template>`` (``${name}`` placeholders; every one must be given)."""
+    """Fill ``tasks/xcache/<template>`` (``${name}`` fields; every one must be given)."""
     text = (TEMPLATES / template).read_text()
     try:
         return Template(text).substitute({k: "" if v is None else str(v) for k, v in values.items()})
