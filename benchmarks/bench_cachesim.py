@@ -12,6 +12,7 @@ Hit counts of LRU and Belady must agree; the benchmark says so. Best of ``--repe
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -46,10 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--policies", default="lru,lfu,gdsf,belady")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args(argv)
-    try:
+    with contextlib.suppress(AttributeError, OSError):   # not Linux: measure unpinned
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})   # one core, for both sides
-    except (AttributeError, OSError):
-        pass
 
     if args.trace:
         t0 = time.perf_counter()

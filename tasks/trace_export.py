@@ -37,7 +37,7 @@ _FIELDS = ("StartedRunningTimeStamp", "SiteName", "FileName", "FileSize", "Type"
 
 
 class ExportError(SmartcacheError):
-    pass
+    """An export request that cannot be carried out as given (e.g. a malformed date or window)."""
 
 
 @dataclass(frozen=True)
