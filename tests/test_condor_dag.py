@@ -10,7 +10,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import click
 import pytest
 from click.testing import CliRunner
 
@@ -19,8 +18,6 @@ from smartcache.catalog import load_config
 from smartcache.condor import dag as dagmod
 from smartcache.condor import pool, schedd, status
 from smartcache.submit import runs as R
-from smartcache.submit.cli import SmartcacheGroup
-from smartcache.submit.cli_runs import commands
 from smartcache.submit.workflows import Plan
 
 pytestmark = [pytest.mark.condor, pytest.mark.slow]
@@ -55,12 +52,7 @@ def cfg(dag_tmp, monkeypatch):
 
 @pytest.fixture
 def invoke(cfg):
-    @click.group(cls=SmartcacheGroup)
-    @click.pass_context
-    def group(ctx):
-        ctx.obj = load_config()
-    for c in commands:
-        group.add_command(c)
+    from smartcache.submit.cli import cli as group   # the real command line
     return lambda *args: CliRunner().invoke(group, list(args))
 
 

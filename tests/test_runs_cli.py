@@ -7,7 +7,6 @@ import os
 import signal
 import time
 
-import click
 import pytest
 from click.testing import CliRunner
 
@@ -17,8 +16,6 @@ from smartcache.catalog.config import CondorConfig
 from smartcache.condor import dag as dagmod
 from smartcache.condor import local
 from smartcache.submit import runs as R
-from smartcache.submit.cli import SmartcacheGroup
-from smartcache.submit.cli_runs import commands
 from smartcache.submit.workflows import Plan
 
 
@@ -29,12 +26,7 @@ def cfg(home):
 
 @pytest.fixture
 def invoke(home):
-    @click.group(cls=SmartcacheGroup)
-    @click.pass_context
-    def group(ctx):
-        ctx.obj = load_config()
-    for c in commands:
-        group.add_command(c)
+    from smartcache.submit.cli import cli as group   # the real command line
 
     def run(*args: str):
         return CliRunner().invoke(group, list(args))
