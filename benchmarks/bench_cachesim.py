@@ -19,10 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from smartcache.tasks import sim_policies as K
-from smartcache.tasks.cachesim import read_trace_csv, replay
-from smartcache.tasks.sim_oracle import in_units, write_oracle_general
-from smartcache.tasks.sim_synth import synthetic_trace
+from smartcache.tasks.common.trace import read_trace_csv
+from smartcache.tasks.simulate import kernels as K
+from smartcache.tasks.simulate.core import replay
+from smartcache.tasks.simulate.oracle import in_units, write_oracle_general
+from smartcache.tasks.simulate.synth import synthetic_trace
 
 LCS_CLASS = {"lru": "LRU", "lfu": "LFU", "gdsf": "GDSF", "belady": "Belady"}
 

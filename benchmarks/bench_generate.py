@@ -17,9 +17,9 @@ import time
 
 import fastavro
 
-from smartcache.tasks.gen_encode import avro_file, json_gz_file
-from smartcache.tasks.generate import World
-from smartcache.tasks.schema import RAW_AVRO_SCHEMA, RAW_FIELDS
+from smartcache.tasks.common.schema import RAW_AVRO_SCHEMA, RAW_FIELDS
+from smartcache.tasks.generate.encode import avro_file, json_gz_file
+from smartcache.tasks.generate.task import World
 
 
 def _cpu(fn):

@@ -81,6 +81,7 @@ def setup(work: Path) -> Path:
     subprocess.run([sys.executable, "-c", BUILD, str(work)], check=True, env=env, timeout=900)
     import pyarrow as pa
     import pyarrow.parquet as pq
+
     from smartcache.catalog import open_store
     from smartcache.inference import modelformat as mf
     home = work / "home"
@@ -98,11 +99,11 @@ def setup(work: Path) -> Path:
 
 
 def start_ours(home: Path, port: int, workers: int, threads: int, logf) -> subprocess.Popen:
-    from smartcache.submit.cli import cli
+    from smartcache.submit.cli.group import cli
     if "serve" in cli.commands:
-        cmd = [sys.executable, "-m", "smartcache.submit.cli"]
+        cmd = [sys.executable, "-m", "smartcache.submit.cli.group"]
     else:
-        cmd = [sys.executable, "-c", "from smartcache.submit.cli import cli; from smartcache.submit.cli_serve "
+        cmd = [sys.executable, "-c", "from smartcache.submit.cli.group import cli; from smartcache.submit.cli.serve "
                                      "import serve; cli.add_command(serve); cli()"]
     cmd += ["serve", "--port", str(port), "--workers", str(workers), "--threads", str(threads)]
     env = {**os.environ, "SMARTCACHE_HOME": str(home)}
@@ -157,6 +158,7 @@ def scenarios(quick: bool) -> dict[str, tuple[int, int, float]]:
 def in_process(work: Path, quick: bool) -> dict:
     """The serving path without HTTP: one row through the predictor, a 100k-row batch."""
     import numpy as np
+
     from smartcache.inference.runtime import Predictor, runtime_name
     pred = Predictor((work / "mlp.tflite").read_bytes())
     one = np.full((1, N_FEATURES), 0.5, np.float32)

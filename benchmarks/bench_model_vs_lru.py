@@ -40,12 +40,12 @@ def prepare(work: Path, raw: Path, months: int, end: str, scale: float, seed: in
             data_seed: int = 0):
     """Raw logs, reduced partitions, features and a trained model in ``work``; returns (store, model)."""
     from smartcache.catalog import open_store
-    from smartcache.tasks.features import build_features
-    from smartcache.tasks.generate import generate_logs
-    from smartcache.tasks.readers import list_partitions
-    from smartcache.tasks.reduce import reduce_partitions
-    from smartcache.tasks.train import train
-    from smartcache.tasks.train_model import FitConfig
+    from smartcache.tasks.features.task import build_features
+    from smartcache.tasks.generate.task import generate_logs
+    from smartcache.tasks.reduce.readers import list_partitions
+    from smartcache.tasks.reduce.task import reduce_partitions
+    from smartcache.tasks.train.model import FitConfig
+    from smartcache.tasks.train.task import train
 
     t0 = time.perf_counter()
     if not list(raw.rglob("part-*")):
@@ -64,8 +64,8 @@ def prepare(work: Path, raw: Path, months: int, end: str, scale: float, seed: in
 
 def held_out(work: Path, raw: Path, model, timings: dict):
     """The exact trace of the held-out window plus warm-up days, and the epoch second counting starts."""
-    from smartcache.tasks.evaluate import load_held_out
-    from smartcache.tasks.trace_export import raw_partitions
+    from smartcache.tasks.evaluate.task import load_held_out
+    from smartcache.tasks.reduce.trace import raw_partitions
 
     t0 = time.perf_counter()
     first = date.fromisoformat(model.metrics["val_days"][0])
@@ -112,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-seed", type=int, default=0, help="generator seed (when logs are generated)")
     ap.add_argument("--plot", type=Path, help="PNG (default: WORKDIR/evaluation/byte_hit_ratio.png)")
     args = ap.parse_args(argv)
-    from smartcache.tasks.evaluate import evaluate
-    from smartcache.tasks.scoring import load_scorer
+    from smartcache.tasks.evaluate.task import evaluate
+    from smartcache.tasks.score.scorer import load_scorer
 
     work = args.workdir.absolute()
     work.mkdir(parents=True, exist_ok=True)

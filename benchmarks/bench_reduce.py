@@ -45,7 +45,7 @@ def _cpu_children() -> float:
 
 
 def generate(data: Path, days: int, scale: float, seed: int) -> dict:
-    from smartcache.tasks.generate import generate_logs
+    from smartcache.tasks.generate.task import generate_logs
     out = {}
     for fmt in ("json", "avro"):
         root = data / fmt
@@ -67,7 +67,7 @@ def generate(data: Path, days: int, scale: float, seed: int) -> dict:
 
 # -- workers (each in its own process) -------------------------------------------------------------
 def _reduce_share(sources: list[str], out: str) -> tuple[int, int, int]:
-    from smartcache.tasks.reduce import reduce_partitions
+    from smartcache.tasks.reduce.task import reduce_partitions
     res = reduce_partitions(sources, Path(out), None, None)
     return res.records_read, res.records_kept, sum(p.n_rows for p in res.partitions)
 
@@ -78,7 +78,7 @@ def worker_ours(src: Path, out: Path, procs: int) -> dict:
 
     import pyarrow as pa
 
-    from smartcache.tasks.readers import list_partitions
+    from smartcache.tasks.reduce.readers import list_partitions
     sources = list_partitions(src)
     self0, kids0, t0 = _cpu_self(), _cpu_children(), time.perf_counter()
     if procs <= 1:
@@ -108,7 +108,9 @@ def _proc_hwm_mb(pid: int) -> float:
 
 def worker_spark(src: Path, out: Path, cores: int) -> dict:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    from pyspark.sql import SparkSession, functions as F, types as T
+    from pyspark.sql import SparkSession
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
     t0 = time.perf_counter()
     spark = (SparkSession.builder.master(f"local[{cores}]").appName("bench-reduce")
              .config("spark.ui.enabled", "false").config("spark.driver.memory", "2g")

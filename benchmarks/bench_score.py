@@ -34,8 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--features", type=int, default=16)
     args = ap.parse_args(argv)
 
-    from smartcache.tasks.scoring import Scorer
-    from smartcache.tasks.train_model import FitConfig, build_model, export, norm_stats, tensorflow
+    from smartcache.tasks.score.scorer import Scorer
+    from smartcache.tasks.train.model import FitConfig, build_model, export, norm_stats, tensorflow
     tf, _ = tensorflow(seed=1)
     rng = np.random.default_rng(0)
     x = (rng.gamma(0.5, 20.0, (args.rows, args.features))).astype(np.float32)

@@ -35,11 +35,12 @@ from pathlib import Path
 
 import numpy as np
 
-from smartcache.tasks import xcache as X
-from smartcache.tasks.cache_contents import scan_cache
-from smartcache.tasks.cachesim import make_trace, simulate
-from smartcache.tasks.site_agent import place_files, read_through
-from smartcache.tasks.xcache_plugin import build_plugin, decisionlib_line
+from smartcache.tasks.common.trace import make_trace
+from smartcache.tasks.simulate.core import simulate
+from smartcache.tasks.site import xcache as X
+from smartcache.tasks.site.agent import place_files, read_through
+from smartcache.tasks.site.contents import scan_cache
+from smartcache.tasks.site.plugin import build_plugin, decisionlib_line
 
 BLOCK = 128 * 1024
 

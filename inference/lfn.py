@@ -61,7 +61,7 @@ def _size_features(size: float | None) -> dict[str, float]:
 
 
 def tier_code(tier: str | None) -> float:
-    from smartcache.tasks.feat_names import TIERS
+    from smartcache.tasks.common.cms import TIERS
     return float(TIERS.index(tier) + 1) if tier in TIERS else 0.0
 
 

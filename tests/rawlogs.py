@@ -13,7 +13,7 @@ from pathlib import Path
 
 import fastavro
 
-from smartcache.tasks.schema import RAW_AVRO_SCHEMA, RAW_FIELDS
+from smartcache.tasks.common.schema import RAW_AVRO_SCHEMA, RAW_FIELDS
 
 SITES = ("T1_IT_CNAF", "T2_IT_Pisa", "T2_IT_Bari", "T2_US_UCSD", "T2_US_Caltech")
 DATASETS = (
@@ -89,7 +89,7 @@ def write(root: Path, day: dt.date, records: list[dict], fmt: str = "avro") -> P
 
 def avro_blocks(path: Path) -> tuple[int, list[tuple[int, int, int]], bytes]:
     """(header length, [(block start, record count, block end incl. sync)], sync) of an Avro file."""
-    from smartcache.tasks.readers_avro import _read_header, _Stream
+    from smartcache.tasks.reduce.avro import _read_header, _Stream
     with open(path, "rb") as f:
         s = _Stream(f)
         header, _, sync = _read_header(s)

@@ -239,8 +239,8 @@ def test_cli_autoscale_command_backend_needs_a_command(tmp_path):
     from click.testing import CliRunner
 
     from smartcache.catalog.config import load_config
-    from smartcache.submit.cli import SmartcacheGroup
-    from smartcache.submit.cli_pool import commands
+    from smartcache.submit.cli.group import SmartcacheGroup
+    from smartcache.submit.cli.pool import commands
 
     group = SmartcacheGroup(commands={c.name: c for c in commands})
     res = CliRunner().invoke(group, ["pool", "autoscale", "--backend", "command"],
@@ -253,8 +253,8 @@ def test_cli_autoscale_logs_decisions_that_status_shows(condor_pool, tmp_path):
     from click.testing import CliRunner
 
     from smartcache.catalog.config import load_config
-    from smartcache.submit.cli import SmartcacheGroup
-    from smartcache.submit.cli_pool import commands
+    from smartcache.submit.cli.group import SmartcacheGroup
+    from smartcache.submit.cli.pool import commands
 
     group = SmartcacheGroup(commands={c.name: c for c in commands})
     invoke = lambda *a: CliRunner().invoke(group, ["pool", *a], obj=load_config(env={}, home=tmp_path))  # noqa: E731

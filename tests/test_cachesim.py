@@ -14,14 +14,16 @@ import pytest
 from click.testing import CliRunner
 
 from smartcache.catalog import SmartcacheError, load_config, open_store
-from smartcache.submit.cli_simulate import commands
-from smartcache.tasks import sim_policies as K
-from smartcache.tasks.cachesim import make_trace, read_trace_csv, replay, simulate, write_trace_csv
-from smartcache.tasks.evaluate import evaluate, main as evaluate_main, promotion_verdict
-from smartcache.tasks.schema import RAW_AVRO_SCHEMA, RAW_FIELDS, partition_path
-from smartcache.tasks.sim_oracle import in_units, write_oracle_general
-from smartcache.tasks.sim_run import run_grid
-from smartcache.tasks.sim_synth import synthetic_trace
+from smartcache.submit.cli.simulate import commands
+from smartcache.tasks.common.schema import RAW_AVRO_SCHEMA, RAW_FIELDS, partition_path
+from smartcache.tasks.common.trace import make_trace, read_trace_csv, write_trace_csv
+from smartcache.tasks.evaluate.task import evaluate, promotion_verdict
+from smartcache.tasks.evaluate.task import main as evaluate_main
+from smartcache.tasks.simulate import kernels as K
+from smartcache.tasks.simulate.core import replay, simulate
+from smartcache.tasks.simulate.grid import run_grid
+from smartcache.tasks.simulate.oracle import in_units, write_oracle_general
+from smartcache.tasks.simulate.synth import synthetic_trace
 
 M, I, H = K.MISS, K.INSERT, K.HIT
 DAY = 86400.0
@@ -175,7 +177,7 @@ def test_model_with_decay_admits_a_newcomer_only_over_a_worse_file():
 
 
 def test_a_scorer_with_a_decay_gets_time_discounted_priorities():
-    from smartcache.tasks.sim_model import score_requests, threshold_of
+    from smartcache.tasks.simulate.model import score_requests, threshold_of
     trace = synthetic_trace(4_000, 600, days=4, seed=8)
     p = np.random.default_rng(1).random(len(trace))
 
@@ -393,7 +395,8 @@ def test_export_trace_from_reduced_spreads_accesses(cli, tmp_path):
     import datetime as dt
 
     import pyarrow as pa
-    from smartcache.tasks.schema import REDUCED_SCHEMA
+
+    from smartcache.tasks.common.schema import REDUCED_SCHEMA
     rows = [{"day": dt.date(2026, 9, 21), "site": "T2_IT_Bari", "lfn": "/store/a.root", "dataset": "/A/B/AOD",
              "tier": "AOD", "size": 3, "n_access": 3, "n_jobs": 3, "n_users": 1, "n_tasks": 1, "cpu_s": 1.0,
              "wall_s": 1.0, "first_ts": 1_000_000, "last_ts": 1_004_000, "local_frac": 1.0},

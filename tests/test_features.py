@@ -11,15 +11,22 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from rawlogs import DATASETS, lfn, make_records, write
+
 from smartcache.catalog import open_store
-from smartcache.tasks import features as feat
-from smartcache.tasks.feat_core import GAP_CAP
-from smartcache.tasks.feat_names import TIERS
-from smartcache.tasks.features import (FEATURE_COLUMNS, LABEL_COLUMNS, build_features, compute_features,
-                                       request_features, trace_feature_matrix, trace_features)
-from smartcache.tasks.reduce import reduce_partitions
+from smartcache.tasks.common.cms import TIERS
+from smartcache.tasks.features import task as feat
+from smartcache.tasks.features.daily import GAP_CAP
+from smartcache.tasks.features.task import (
+    FEATURE_COLUMNS,
+    LABEL_COLUMNS,
+    build_features,
+    compute_features,
+    request_features,
+    trace_feature_matrix,
+    trace_features,
+)
+from smartcache.tasks.reduce.task import reduce_partitions
 
 D0 = dt.date(2026, 1, 1)
 SITES = ["T1_IT_CNAF", "T2_US_UCSD", "T2_IT_Pisa"]
@@ -219,7 +226,7 @@ def test_build_registers_lineage_and_marks_missing_days(tmp_path):
 
 # -- request-level training rows ---------------------------------------------------------------
 def test_request_rows_have_request_features_and_forward_labels():
-    from smartcache.tasks.feat_request_table import request_table
+    from smartcache.tasks.features.request_table import request_table
     trace = _trace(seed=5, n=1500, days=12)
     horizon = 2
     got = request_table(trace, horizon)
@@ -240,7 +247,7 @@ def test_request_rows_have_request_features_and_forward_labels():
 
 
 def test_request_rows_never_look_ahead_and_missing_days_cut_labels():
-    from smartcache.tasks.feat_request_table import request_table
+    from smartcache.tasks.features.request_table import request_table
     trace = _trace(seed=6, n=2000, days=15)
     cut = 1200
     base = request_table(trace, 3)

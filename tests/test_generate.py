@@ -20,12 +20,20 @@ import pytest
 from click.testing import CliRunner
 
 from smartcache.catalog.config import load_config
-from smartcache.submit.cli_generate import commands
-from smartcache.tasks import gen_corrupt
-from smartcache.tasks.gen_encode import avro_file
-from smartcache.tasks.generate import (GeneratorError, World, generate_day, generate_logs, main, month_window,
-                                       partition_counts, reuse_ceiling)
-from smartcache.tasks.schema import RAW_ARROW_SCHEMA, RAW_AVRO_SCHEMA
+from smartcache.submit.cli.generate import commands
+from smartcache.tasks.common.schema import RAW_ARROW_SCHEMA, RAW_AVRO_SCHEMA
+from smartcache.tasks.generate import corrupt as gen_corrupt
+from smartcache.tasks.generate.encode import avro_file
+from smartcache.tasks.generate.task import (
+    GeneratorError,
+    World,
+    generate_day,
+    generate_logs,
+    main,
+    month_window,
+    partition_counts,
+    reuse_ceiling,
+)
 
 GUID = r"[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}"
 DATA_LFN = re.compile(rf"^/store/data/(Run20\d\d[A-H]|Commissioning20\d\d)/([\w-]+)/(RAW|AOD|MINIAOD|NANOAOD)/([\w-]+-v\d+|v\d+)"

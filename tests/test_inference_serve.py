@@ -13,8 +13,8 @@ import urllib.request
 
 import numpy as np
 import pytest
-
 from inference_support import FEATURES, PROBES, built_models, register
+
 from smartcache.catalog import open_store
 from smartcache.inference import modelformat as mf
 
@@ -28,11 +28,11 @@ def free_port() -> int:
 
 
 def serve_command() -> list[str]:
-    from smartcache.submit.cli import cli
+    from smartcache.submit.cli.group import cli
     if "serve" in cli.commands:
-        return [sys.executable, "-m", "smartcache.submit.cli"]
+        return [sys.executable, "-m", "smartcache.submit.cli.group"]
     # not yet registered in the main group: the same group with the command added
-    return [sys.executable, "-c", "from smartcache.submit.cli import cli; from smartcache.submit.cli_serve "
+    return [sys.executable, "-c", "from smartcache.submit.cli.group import cli; from smartcache.submit.cli.serve "
                                   "import serve; cli.add_command(serve); cli()"]
 
 

@@ -16,13 +16,13 @@ pytestmark = pytest.mark.slow
 
 
 def test_generated_logs_to_pushed_lists(tmp_path, capsys):
-    from smartcache.tasks.features import FEATURE_COLUMNS, build_features
-    from smartcache.tasks.generate import generate_logs
-    from smartcache.tasks.push import main as push_main
-    from smartcache.tasks.readers import list_partitions
-    from smartcache.tasks.reduce import reduce_partitions
-    from smartcache.tasks.score import main as score_main
-    from smartcache.tasks.train import main as train_main
+    from smartcache.tasks.features.task import FEATURE_COLUMNS, build_features
+    from smartcache.tasks.generate.task import generate_logs
+    from smartcache.tasks.push.task import main as push_main
+    from smartcache.tasks.reduce.readers import list_partitions
+    from smartcache.tasks.reduce.task import reduce_partitions
+    from smartcache.tasks.score.task import main as score_main
+    from smartcache.tasks.train.task import main as train_main
 
     url = f"sqlite:///{tmp_path}/c.db"
     store = open_store(url, migrate=True)

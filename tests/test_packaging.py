@@ -9,6 +9,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("catalog", "condor", "submit", "tasks", "inference")
+# tasks/: one sub-package per part of the flow, in flow order; ``common`` is what they share
+TASK_PARTS = ("common", "generate", "reduce", "features", "train", "simulate", "evaluate", "score", "push", "site")
+NODE_KINDS = ("reduce", "features", "train", "evaluate", "score", "push")
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +30,10 @@ def test_wheel_maps_folders_into_the_namespace(wheel):
     for part in PARTS:
         assert f"smartcache/{part}/__init__.py" in names
     assert "smartcache/catalog/migrations/script.py.mako" in names
+    for part in TASK_PARTS:
+        assert f"smartcache/tasks/{part}/__init__.py" in names
+    assert "smartcache/tasks/site/templates/xcache.cfg.in" in names
+    assert "smartcache/tasks/site/cpp/XrdPfcListDecision.cc" in names
     assert any(n.startswith("smartcache/catalog/migrations/versions/0001") for n in names)
 
 
@@ -48,3 +55,47 @@ def test_code_imports_parts_through_the_namespace():
     offenders = [str(p.relative_to(ROOT)) for part in (*PARTS, "tests", "benchmarks")
                  for p in (ROOT / part).rglob("*.py") if bare.search(p.read_text())]
     assert offenders == []
+
+
+def _part_imports() -> dict[str, set[str]]:
+    """{part: the other tasks/ parts its modules import} (module-level and function-level imports)."""
+    import ast
+    edges: dict[str, set[str]] = {p: set() for p in TASK_PARTS}
+    for part in TASK_PARTS:
+        for path in (ROOT / "tasks" / part).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("smartcache.tasks."):
+                    other = node.module.split(".")[2]
+                    if other != part:
+                        edges[part].add(other)
+    return edges
+
+
+def test_task_parts_have_no_cycles_and_common_imports_no_part():
+    edges = _part_imports()
+    assert edges["common"] == set(), "tasks/common imports nothing else of tasks/"
+    assert set().union(*edges.values()) <= set(TASK_PARTS), "every import names a part"
+    # a depth-first search for a cycle in the part graph
+    state: dict[str, int] = {}
+
+    def visit(part: str, path: list[str]) -> None:
+        state[part] = 1
+        for other in sorted(edges[part]):
+            assert state.get(other) != 1, f"import cycle: {' -> '.join(path + [part, other])}"
+            if other not in state:
+                visit(other, path + [part])
+        state[part] = 2
+    for part in TASK_PARTS:
+        if part not in state:
+            visit(part, [])
+
+
+def test_every_part_says_what_it_takes_and_gives_and_every_node_starts_with_python_m():
+    import importlib
+    for part in TASK_PARTS:
+        doc = importlib.import_module(f"smartcache.tasks.{part}").__doc__ or ""
+        assert len(doc.split()) > 15, f"tasks/{part}/__init__.py needs a docstring saying what it takes and gives"
+    for kind in NODE_KINDS:
+        out = subprocess.run([sys.executable, "-m", f"smartcache.tasks.{kind}", "--help"], capture_output=True,
+                             text=True, timeout=120)
+        assert out.returncode == 0 and "usage:" in out.stdout, (kind, out.stderr[-500:])

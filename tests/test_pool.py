@@ -12,12 +12,12 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
-
 from condor_fixtures import pool_started_by_this_session  # fixtures come from conftest.py (one session-wide pool)
+
 from smartcache.catalog.config import load_config
 from smartcache.condor import pool
 from smartcache.condor.autoscale_log import append_decision, read_decisions
-from smartcache.submit.cli_pool import commands
+from smartcache.submit.cli.pool import commands
 
 SCRIPT = pool.SCRIPT
 CONFIG = SCRIPT.parent / "pool.config"

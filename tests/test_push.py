@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-
 from http_fixtures import http_site  # noqa: F401  (fixture)
 from xrootd_fixtures import start_origin, xrootd_origin  # noqa: F401  (fixture)
+
 from smartcache.catalog import open_store
-from smartcache.tasks.push import push_placement, push_sites, with_retries
-from smartcache.tasks.push_backends import PushError, split_target
-from smartcache.tasks.score import list_text
+from smartcache.tasks.push.backends import PushError, split_target
+from smartcache.tasks.push.task import push_placement, push_sites, with_retries
+from smartcache.tasks.score.task import list_text
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
@@ -228,8 +228,9 @@ def test_xrootd_down_push_fails_and_old_list_survives(store, tmp_path, xrootd_or
 def test_push_command(home, tmp_path):
     import click
     from click.testing import CliRunner
+
     from smartcache.catalog import load_config
-    from smartcache.submit.cli_model import commands
+    from smartcache.submit.cli.model import commands
 
     @click.group()
     @click.pass_context

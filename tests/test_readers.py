@@ -9,14 +9,20 @@ import json
 import fsspec
 import pyarrow as pa
 import pytest
-
 from rawlogs import avro_blocks, make_records, write_avro, write_json
-from smartcache.tasks import readers_json
-from smartcache.tasks.readers import (SourceError, detect_format, list_partitions, partition_day, read_partition,
-                                      read_table)
-from smartcache.tasks.readers_base import REDUCE_COLUMNS
-from smartcache.tasks.readers_json import inflate_backends
-from smartcache.tasks.schema import RAW_AVRO_SCHEMA, RAW_FIELDS
+
+from smartcache.tasks.common.schema import RAW_AVRO_SCHEMA, RAW_FIELDS
+from smartcache.tasks.reduce import jsonl as readers_json
+from smartcache.tasks.reduce.jsonl import inflate_backends
+from smartcache.tasks.reduce.readers import (
+    SourceError,
+    detect_format,
+    list_partitions,
+    partition_day,
+    read_partition,
+    read_table,
+)
+from smartcache.tasks.reduce.report import REDUCE_COLUMNS
 
 DAY = dt.date(2026, 3, 2)
 INFLATE = list(inflate_backends())

@@ -9,14 +9,14 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from rawlogs import make_records, partition_file, write, write_avro
+
 from smartcache.catalog import open_store
-from smartcache.tasks import reduce as reduce_task
-from smartcache.tasks.readers import list_partitions, read_partition
-from smartcache.tasks.reduce import output_path, reduce_partitions
-from smartcache.tasks.reduce_agg import Aggregator, SiteFilter, filter_batch
-from smartcache.tasks.schema import REDUCED_SCHEMA
+from smartcache.tasks.common.schema import REDUCED_SCHEMA
+from smartcache.tasks.reduce import task as reduce_task
+from smartcache.tasks.reduce.aggregate import Aggregator, SiteFilter, filter_batch
+from smartcache.tasks.reduce.readers import list_partitions, read_partition
+from smartcache.tasks.reduce.task import output_path, reduce_partitions
 
 DAYS = [dt.date(2026, 3, 1), dt.date(2026, 3, 2)]
 
@@ -230,7 +230,7 @@ def test_dateless_source_takes_the_day_of_its_records(tmp_path, by_day):
 
 @pytest.mark.parametrize("fmt", ["avro", "json"])
 def test_generated_logs_end_to_end(tmp_path, fmt):
-    generate = pytest.importorskip("smartcache.tasks.generate")
+    generate = pytest.importorskip("smartcache.tasks.generate.task")
     gen = generate.generate_logs(tmp_path / "raw", start="2026-03-01", days=6, fmt=fmt, scale=0.15, seed=5,
                                  corrupt=4, workers=1)
     store = open_store(f"sqlite:///{tmp_path}/c.db", migrate=True)
@@ -255,7 +255,7 @@ def test_click_commands_pass_through(tmp_path, by_day, home):
     from click.testing import CliRunner
 
     from smartcache.catalog import load_config
-    from smartcache.submit.cli_reduce import features, reduce
+    from smartcache.submit.cli.reduce import features, reduce
     cfg = load_config()
     for d, recs in by_day.items():
         write(tmp_path / "raw", d, recs)

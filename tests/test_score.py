@@ -9,15 +9,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from train_support import COLUMNS, GB, SITES, register_features
 
 from smartcache.catalog import open_store
 from smartcache.catalog.errors import Invalid
-from smartcache.tasks import train_data as D
-from smartcache.tasks.score import SiteRanking, parse_header, rank_and_cut, score_sites
-from smartcache.tasks.scoring import load_scorer, parse_ref
-from smartcache.tasks.train import train
-from smartcache.tasks.train_model import FitConfig
-from train_support import COLUMNS, GB, SITES, register_features
+from smartcache.tasks.score.scorer import load_scorer, parse_ref
+from smartcache.tasks.score.task import SiteRanking, parse_header, rank_and_cut, score_sites
+from smartcache.tasks.features import table as T
+from smartcache.tasks.train import data as D
+from smartcache.tasks.train.model import FitConfig
+from smartcache.tasks.train.task import train
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +125,7 @@ def test_score_writes_ranked_lists_cut_to_each_cache(world):
         assert sl.candidates == cand.num_rows
         # the list is exactly the longest prefix, by score, of all candidates that fits the cache
         scored = pa.table({"lfn": cand.column("lfn"), "size": cand.column("size"),
-                           "score": scorer(D.feature_matrix(cand, COLUMNS))})
+                           "score": scorer(T.feature_matrix(cand, COLUMNS))})
         expected = rank_and_cut(scored, site.cache_size)
         lst = pq.read_table(out / f"{sl.site}.parquet")
         assert lst.column_names == ["lfn", "size", "score", "rank"]
@@ -164,7 +165,7 @@ def test_rescoring_the_same_day_changes_nothing(world):
 
 def test_score_then_push(world):
     store, name, tmp = world
-    from smartcache.tasks.push import push_sites
+    from smartcache.tasks.push.task import push_sites
     score_sites(store, name, "cachenet", tmp / "lists3", sites=[SITES[0]])
     (r,) = push_sites(store, [SITES[0]])
     assert r.ok and (tmp / "site0" / f"{SITES[0]}.txt").read_bytes() == (tmp / "lists3" / f"{SITES[0]}.txt").read_bytes()
@@ -173,7 +174,7 @@ def test_score_then_push(world):
 
 def test_main_reports_errors_in_one_line(world, capsys):
     store, name, tmp = world
-    from smartcache.tasks.score import main
+    from smartcache.tasks.score.task import main
     url = str(store.engine.url)
     assert main(["--catalog-url", url, "--features", name, "--model", "nosuch", "--out", str(tmp / "x")]) == 1
     err = capsys.readouterr().err
@@ -183,7 +184,8 @@ def test_main_reports_errors_in_one_line(world, capsys):
 def test_a_model_with_a_time_discount_ranks_recent_reads_first(world):
     store, name, tmp = world
     from datetime import timedelta
-    from smartcache.tasks.scoring import Scorer
+
+    from smartcache.tasks.score.scorer import Scorer
     rec = store.get_model("cachenet", 1)
     scorer = Scorer(store.model_artifact("cachenet", 1, "tflite"), rec.input_features, ref=rec.ref,
                     params={"decay_days": 2.0})
@@ -195,7 +197,7 @@ def test_a_model_with_a_time_discount_ranks_recent_reads_first(world):
     since = pa.scalar(last - timedelta(days=4), pa.date32())
     mine = pc.and_(pc.equal(table.column("site"), SITES[0]), pc.equal(table.column("days_since_last"), 0))
     recent = table.filter(pc.and_(mine, pc.greater(table.column("day"), since)))
-    p = scorer(D.feature_matrix(recent, COLUMNS))
+    p = scorer(T.feature_matrix(recent, COLUMNS))
     best: dict[str, tuple] = {}
     for lfn, day, size, score in zip(recent["lfn"].to_pylist(), recent["day"].to_pylist(),
                                      recent["size"].to_pylist(), p):

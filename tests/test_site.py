@@ -10,16 +10,14 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
+from xcache_fixtures import SITE, cached, on_disk, xrd_site  # noqa: F401  (fixture)
 
 from smartcache.catalog import Invalid, load_config, open_store
-from smartcache.tasks import xcache as X
-from smartcache.tasks.cache_contents import scan_cache
-from smartcache.tasks.push import push_file
-from smartcache.tasks.site_agent import (AgentError, parse_placement_list, place_files, read_pushed_list,
-                                         run_agent)
-from smartcache.tasks.xcache_plugin import decision_params
-
-from xcache_fixtures import SITE, cached, on_disk, xrd_site  # noqa: F401  (fixture)
+from smartcache.tasks.push.task import push_file
+from smartcache.tasks.site import xcache as X
+from smartcache.tasks.site.agent import AgentError, parse_placement_list, place_files, read_pushed_list, run_agent
+from smartcache.tasks.site.contents import scan_cache
+from smartcache.tasks.site.plugin import decision_params
 
 
 # -- without servers ---------------------------------------------------------------------------
@@ -179,7 +177,7 @@ def test_plugin_default_answer_when_service_is_down(xrd_site):
 # -- the CLI ---------------------------------------------------------------------------------------
 @pytest.fixture
 def site_cli(home):
-    from smartcache.submit.cli_site import commands
+    from smartcache.submit.cli.site import commands
 
     @click.group()
     @click.pass_context

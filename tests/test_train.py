@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from train_support import COLUMNS, register_features
 
 from smartcache.catalog import open_store
 from smartcache.catalog.errors import Invalid
-from smartcache.tasks import train_data as D
-from smartcache.tasks.train import train
-from smartcache.tasks.train_gate import promote_if_better, verdict
-from smartcache.tasks.train_model import FitConfig, class_weights
-from train_support import COLUMNS, register_features
+from smartcache.tasks.evaluate.gate import promote_if_better, verdict
+from smartcache.tasks.train import data as D
+from smartcache.tasks.train.model import FitConfig, class_weights
+from smartcache.tasks.train.task import train
 
 CFG = FitConfig(seed=7, epochs=8, patience=2)
 
@@ -87,8 +87,8 @@ def test_trained_model_is_registered_with_metrics_and_lineage(trained):
 def test_tflite_agrees_with_the_savedmodel_on_validation_rows(trained, tmp_path):
     store, name, result, _ = trained
     from smartcache.inference.modelformat import unpack_savedmodel
-    from smartcache.tasks.scoring import load_scorer
-    from smartcache.tasks.train_model import tensorflow
+    from smartcache.tasks.score.scorer import load_scorer
+    from smartcache.tasks.train.model import tensorflow
     rows = D.load_labelled(store.get_dataset(name).uri, COLUMNS, horizon=7)
     split = D.time_split(rows.day, 7)
     x = rows.x[split.val][:5000]
@@ -103,7 +103,7 @@ def test_tflite_agrees_with_the_savedmodel_on_validation_rows(trained, tmp_path)
 
 def test_same_seed_same_model_other_seed_other_model(trained):
     store, name, result, _ = trained
-    from smartcache.tasks.scoring import load_scorer
+    from smartcache.tasks.score.scorer import load_scorer
     again = train(store, name, "cachenet", cfg=CFG, columns=COLUMNS)
     other = train(store, name, "cachenet", cfg=FitConfig(seed=8, epochs=8, patience=2), columns=COLUMNS)
     x = D.load_labelled(store.get_dataset(name).uri, COLUMNS, horizon=7).x[:4000]
@@ -114,9 +114,10 @@ def test_same_seed_same_model_other_seed_other_model(trained):
 
 
 def test_single_class_training_data_is_refused(tmp_path):
+    from datetime import date, timedelta
+
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from datetime import date, timedelta
     store = open_store(f"sqlite:///{tmp_path}/c.db", migrate=True)
     n = 40 * 20
     table = pa.table({"day": pa.array([date(2026, 1, 1) + timedelta(days=i // 20) for i in range(n)], pa.date32()),
@@ -146,7 +147,7 @@ def test_gate_promotes_only_a_model_that_beats_lru(trained):
 
 def test_gate_reads_the_evaluate_tasks_results(trained):
     store, _, result, _ = trained
-    from smartcache.tasks.cachesim import Metrics, SimResult
+    from smartcache.tasks.simulate.core import Metrics, SimResult
     model = result.model
 
     def row(site, policy, hit, label="site"):
@@ -165,12 +166,14 @@ def test_gate_reads_the_evaluate_tasks_results(trained):
 # -- request-level rows (what the feature step writes beside the daily table) ----------------------
 def test_request_level_training_records_what_the_cache_and_decide_need(tmp_path):
     import json
+
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
-    from smartcache.tasks.feat_request_table import request_table
-    from smartcache.tasks.features import FEATURE_COLUMNS, FEATURE_DEFAULTS
-    from smartcache.tasks.scoring import load_scorer
-    from smartcache.tasks.sim_synth import synthetic_trace
+
+    from smartcache.tasks.features.request_table import request_table
+    from smartcache.tasks.features.task import FEATURE_COLUMNS, FEATURE_DEFAULTS
+    from smartcache.tasks.score.scorer import load_scorer
+    from smartcache.tasks.simulate.synth import synthetic_trace
     store = open_store(f"sqlite:///{tmp_path}/c.db", migrate=True)
     table = request_table(synthetic_trace(40_000, 4_000, days=24, burst=0.4, seed=2).table(), 2)
     pq.write_table(table, tmp_path / "r.parquet")

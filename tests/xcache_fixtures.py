@@ -21,9 +21,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from smartcache.tasks import xcache as X
-from smartcache.tasks.cache_contents import scan_cache
-from smartcache.tasks.xcache_plugin import build_plugin, decisionlib_line
+from smartcache.tasks.site import xcache as X
+from smartcache.tasks.site.contents import scan_cache
+from smartcache.tasks.site.plugin import build_plugin, decisionlib_line
 
 SITE = "T2_XX_Test"
 MB = 10**6
@@ -119,7 +119,7 @@ class XrdSite:
         return sorted(lfn for lfn in self.files if f"/{group}/" in lfn)
 
     def read(self, server: X.Server, lfn: str) -> bytes:
-        from smartcache.tasks.site_agent import xrootd_client
+        from smartcache.tasks.site.agent import xrootd_client
         f = xrootd_client().File()
         status, _ = f.open(f"{server.url}/{lfn}", timeout=30)
         assert status.ok, status.message

@@ -1,0 +1,114 @@
+"""``smartcache simulate`` (cache policies on a trace) and ``smartcache export trace`` (raw logs -> trace CSV)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import click
+
+from smartcache.catalog import SmartcacheError, parse_size
+from smartcache.submit.context import echo_json, get_store, json_option, user_errors
+
+DEFAULT_POLICIES = "lru,lfu,gdsf,belady"  # the same default as smartcache.tasks.simulate.core
+
+
+
+def _sizes(text: str) -> list[int]:
+    sizes = [parse_size(t) for t in text.split(",") if t.strip()]
+    if not sizes:
+        raise SmartcacheError("give at least one cache size, e.g. --cache-size 10TB or 1TB,5TB,10TB")
+    if min(sizes) <= 0:
+        raise SmartcacheError("cache sizes must be positive")
+    return sorted(set(sizes))
+
+
+@click.command()
+@click.option("--trace", "trace_path", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="CSV with header timestamp,site,lfn,size (epoch seconds, bytes); optional score column.")
+@click.option("--cache-size", "cache_sizes", required=True, metavar="SIZE[,SIZE...]",
+              help="Cache size per site, e.g. 10TB or 1TB,5TB,10TB.")
+@click.option("--policy", "policies", default=DEFAULT_POLICIES, show_default=True,
+              help="Comma-separated: lru, lfu, gdsf, belady, belady-bypass, model (score column), model:NAME.")
+@click.option("--site", help="Only this site (default: every site in the trace, each with its own cache).")
+@click.option("--threshold", type=float, help="Admission threshold of model policies (default: the model's, or 0.5).")
+@click.option("--warmup-days", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Replay the first N days to fill the caches, count from the day after.")
+@click.option("--plot", type=click.Path(path_type=Path, dir_okay=False), help="Write a PNG: byte hit ratio vs cache size.")
+@click.option("--per-day", is_flag=True, help="With --json: add per-day metrics.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: when a terminal).")
+@json_option
+@click.pass_context
+@user_errors
+def simulate(ctx: click.Context, trace_path: Path, cache_sizes: str, policies: str, site: str | None,
+             threshold: float | None, warmup_days: int, plot: Path | None, per_day: bool,
+             progress: bool | None, as_json: bool) -> None:
+    """Replay an access trace through cache policies; report hit ratios and WAN traffic."""
+    from smartcache.tasks.simulate.grid import run_grid, totals
+    from smartcache.tasks.simulate.model import load_scorer, model_name
+    from smartcache.tasks.simulate.report import format_table, plot_byte_hit_ratio
+
+    sizes = _sizes(cache_sizes)
+    # the simulator compiles numba kernels: import it only when a simulation runs
+    from smartcache.tasks.common.trace import DAY, read_trace_csv
+    from smartcache.tasks.simulate.core import parse_policies
+    wanted = parse_policies(policies)
+    if threshold is not None and not math.isfinite(threshold):
+        raise SmartcacheError("--threshold must be a number")
+    if not trace_path.is_file():
+        raise SmartcacheError(f"trace file not found: {trace_path}")
+    scorers = {p: load_scorer(get_store(ctx), model_name(p)) for p in wanted if model_name(p)}  # before the long read
+    trace = read_trace_csv(trace_path)
+    sites = [site] if site else None
+    if site:
+        trace.for_site(site)  # fails early with the sites the trace has
+    count_from = None
+    if warmup_days:
+        count_from = float((int(trace.ts[0] // DAY) + warmup_days) * DAY)
+    results = run_grid(trace, wanted, sizes, sites=sites, scorers=scorers, threshold=threshold,
+                       count_from=count_from, progress=progress)
+    results = results + totals(results)
+    if plot:
+        plot_byte_hit_ratio(results, plot, title=trace_path.name)
+    if as_json:
+        return echo_json({"trace": str(trace_path), "requests": len(trace), "objects": trace.n_obj,
+                          "sites": sorted({r.site for r in results} - {"*"}), "plot": str(plot) if plot else None,
+                          "results": [r.to_dict(per_day=per_day) for r in results]})
+    click.echo(format_table(results))
+    if plot:
+        click.echo(f"plot written to {plot}")
+
+
+@click.group()
+def export() -> None:
+    """Export data in plain formats for other tools."""
+
+
+@export.command("trace")
+@click.option("--raw", type=click.Path(path_type=Path, file_okay=False), help="Raw log partitions (exact trace).")
+@click.option("--reduced", type=click.Path(path_type=Path, file_okay=False),
+              help="Reduced Parquet partitions (approximate: per-day aggregates spread over the day).")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True, help="Trace CSV to write.")
+@click.option("--site", help="Only this site.")
+@click.option("--months", type=int, help="The last N months (ending at --end, or at the newest partition).")
+@click.option("--start", help="First day, YYYY-MM-DD or YYYY-MM.")
+@click.option("--end", help="Last day, YYYY-MM-DD or YYYY-MM.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: when a terminal).")
+@json_option
+@user_errors
+def export_trace_cmd(raw: Path | None, reduced: Path | None, out: Path, site: str | None, months: int | None,
+                     start: str | None, end: str | None, progress: bool | None, as_json: bool) -> None:
+    """Write the trace CSV (timestamp,site,lfn,size) that 'smartcache simulate' reads."""
+    from smartcache.tasks.reduce.trace import export_trace
+
+    stats = export_trace(out, raw=raw, reduced=reduced, site=site, months=months, start=start, end=end,
+                         progress=progress)
+    for line in stats.damaged:
+        click.echo(f"warning: partition read in part: {line}", err=True)
+    if as_json:
+        return echo_json(stats.to_dict())
+    click.echo(f"wrote {stats.rows} requests from {stats.partitions} partitions "
+               f"({stats.records} records read) to {stats.out}")
+
+
+commands = [simulate, export]

@@ -1,0 +1,11 @@
+"""SIMULATE: exact replay of a request trace through cache policies.
+
+In: a :class:`~smartcache.tasks.common.trace.Trace`, policies, cache sizes (and scorers for the model
+policy). Out: per-site, per-day hit and byte-hit metrics. :mod:`.kernels` holds the compiled policies
+(numba), :mod:`.core` one replay and its metrics, :mod:`.grid` sites x policies x sizes, :mod:`.model`
+how a trained model plugs in, :mod:`.report` tables and plots, :mod:`.oracle` libCacheSim's trace
+format, :mod:`.synth` synthetic traces for tests and benchmarks.
+"""
+
+from smartcache.tasks.simulate.core import POLICIES, Metrics, SimResult, parse_policies, replay, simulate
+from smartcache.tasks.simulate.grid import gap_closed, run_grid, totals
