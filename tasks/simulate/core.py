@@ -1,9 +1,9 @@
-"""Exact, fast cache simulation of an access trace: LRU, LFU, GDSF, Belady and a model policy.
+"""Exact, fast cache simulation of a trace: LRU, LFU, GDSF, ARC, S3-FIFO, SIEVE, Belady and a model policy.
 
 A trace is the CSV of ARCHITECTURE.md §5 (``timestamp,site,lfn,size``: epoch seconds, bytes), or any
 arrays of the same meaning. File names are encoded to dense integer ids once; each policy then runs as
-a compiled kernel (:mod:`smartcache.tasks.simulate.kernels`). Each site has its own cache: a replay only
-sees the site's own requests. Cache capacity is in bytes; an object larger than the cache is a miss
+a compiled kernel (:mod:`smartcache.tasks.simulate.kernels`, :mod:`smartcache.tasks.simulate.heuristics`).
+Each site has its own cache: a replay only sees the site's own requests. Cache capacity is in bytes; an object larger than the cache is a miss
 and is never stored.
 
 Metrics, per day (UTC) and overall: requests, hits, hit ratio, bytes requested, bytes hit (byte hit
@@ -25,10 +25,12 @@ import numpy as np
 
 from smartcache.catalog.errors import SmartcacheError
 from smartcache.tasks.common.trace import DAY, Trace
+from smartcache.tasks.simulate import heuristics as HK
 from smartcache.tasks.simulate import kernels as K
 
-POLICIES = ("lru", "lfu", "gdsf", "belady", "belady-bypass", "model")
-DEFAULT_POLICIES = "lru,lfu,gdsf,belady"
+POLICIES = ("lru", "lfu", "gdsf", "arc", "s3fifo", "sieve", "belady", "belady-bypass", "model")
+DEFAULT_POLICIES = "lru,lfu,gdsf,arc,s3fifo,belady"
+_CHOICES = ", ".join(POLICIES) + ", model:NAME"
 
 
 # --------------------------------------------------------------------------------------------
@@ -89,15 +91,13 @@ def parse_policies(text: str | Sequence[str]) -> list[str]:
     """``"lru,lfu,model:NAME"`` -> ``["lru", "lfu", "model:NAME"]``, validated."""
     items = [p.strip() for p in (text.split(",") if isinstance(text, str) else text) if p.strip()]
     if not items:
-        raise SmartcacheError("no cache policy given (choose from lru, lfu, gdsf, belady, belady-bypass, "
-                              "model, model:NAME)")
+        raise SmartcacheError(f"no cache policy given (choose from {_CHOICES})")
     out = []
     for p in items:
         base, sep, name = p.partition(":")
         base = base.lower()
         if base not in POLICIES or (sep and (base != "model" or not name)):
-            raise SmartcacheError(f"unknown cache policy {p!r} (choose from lru, lfu, gdsf, belady, "
-                                  "belady-bypass, model, model:NAME)")
+            raise SmartcacheError(f"unknown cache policy {p!r} (choose from {_CHOICES})")
         out.append(f"{base}:{name}" if name else base)
     return list(dict.fromkeys(out))   # a policy named twice runs once
 
@@ -117,6 +117,8 @@ def replay(trace: Trace, policy: str, capacity: int, *, scores: np.ndarray | Non
     elif base in ("belady", "belady-bypass"):
         nxt = K.next_access(obj) if nxt is None else nxt
         K.belady_kernel(obj, size, nxt, cap, n_obj, out, base == "belady-bypass")
+    elif base in HK.KERNELS:
+        HK.KERNELS[base](obj, size, cap, n_obj, out)
     elif base in ("lfu", "gdsf"):
         mode = K.LFU_MODE if base == "lfu" else K.GDSF_MODE
         K.priority_kernel(obj, size, cap, n_obj, out, mode, _NO_SCORES, 0.0, False)
