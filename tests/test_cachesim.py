@@ -369,8 +369,11 @@ def test_cli_simulate_table_one_site(cli, trace_csv):
     res = cli("simulate", "--trace", str(trace_csv), "--cache-size", "2TB", "--site", "T2_US_UCSD")
     assert res.exit_code == 0, res.output
     lines = res.output.strip().splitlines()
-    assert lines[0].startswith("SITE") and len(lines) == 1 + 4
-    assert all(line.startswith("T2_US_UCSD") for line in lines[1:])
+    assert lines[0].startswith("SITE") and lines[0].endswith("GAP CLOSED")
+    rows = [line.split() for line in lines[1:] if line.startswith("T2_US_UCSD")]
+    assert [r[1] for r in rows] == ["lru", "lfu", "gdsf", "arc", "s3fifo", "belady"]   # the default policies
+    assert lines[1 + len(rows)].startswith("gap closed = (row - LRU) / (Belady - LRU)")
+    assert lines[-1].startswith("counted: all 2,") and "caches starting empty" in lines[-1]
 
 
 def _one_line_error(res, text):
@@ -545,7 +548,7 @@ def test_evaluate_main_registers_dataset(tmp_path, trace_csv):
     assert rc == 0
     d = store.get_dataset("evaluation-test")
     assert d.kind == "evaluation" and Path(d.uri).is_file() and Path(d.meta["plot"]).is_file()
-    assert set(d.meta["byte_hit_ratio"]["10%"]) == {"lru", "lfu", "gdsf", "belady"}
+    assert set(d.meta["byte_hit_ratio"]["10%"]) == {"lru", "lfu", "gdsf", "arc", "s3fifo", "belady"}
     store.close()
 
 

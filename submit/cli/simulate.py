@@ -10,8 +10,11 @@ import click
 from smartcache.catalog import SmartcacheError, parse_size
 from smartcache.submit.context import echo_json, get_store, json_option, user_errors
 
-DEFAULT_POLICIES = "lru,lfu,gdsf,belady"  # the same default as smartcache.tasks.simulate.core
+DEFAULT_POLICIES = "lru,lfu,gdsf,arc,s3fifo,belady"  # the same default as smartcache.tasks.simulate.core
 
+
+GAP_NOTE = ("gap_closed = (policy - LRU) / (Belady - LRU) in byte hit ratio at the row's site and cache size; "
+            "vs_best_heuristic = the model's byte hit ratio minus the best heuristic's there; nothing averaged")
 
 
 def _sizes(text: str) -> list[int]:
@@ -29,9 +32,13 @@ def _sizes(text: str) -> list[int]:
 @click.option("--cache-size", "cache_sizes", required=True, metavar="SIZE[,SIZE...]",
               help="Cache size per site, e.g. 10TB or 1TB,5TB,10TB.")
 @click.option("--policy", "policies", default=DEFAULT_POLICIES, show_default=True,
-              help="Comma-separated: lru, lfu, gdsf, belady, belady-bypass, model (score column), model:NAME.")
+              help="Comma-separated: lru, lfu, gdsf, arc, s3fifo, sieve, belady, belady-bypass, model (score column), "
+                   "model:NAME.")
 @click.option("--site", help="Only this site (default: every site in the trace, each with its own cache).")
 @click.option("--threshold", type=float, help="Admission threshold of model policies (default: the model's, or 0.5).")
+@click.option("--from", "from_day", metavar="YYYY-MM-DD",
+              help="Replay the whole trace (warm caches) and count only requests from this day (00:00 UTC) on; "
+                   "the same window as evaluate's.")
 @click.option("--warmup-days", type=click.IntRange(min=0), default=0, show_default=True,
               help="Replay the first N days to fill the caches, count from the day after.")
 @click.option("--plot", type=click.Path(path_type=Path, dir_okay=False), help="Write a PNG: byte hit ratio vs cache size.")
@@ -41,14 +48,18 @@ def _sizes(text: str) -> list[int]:
 @click.pass_context
 @user_errors
 def simulate(ctx: click.Context, trace_path: Path, cache_sizes: str, policies: str, site: str | None,
-             threshold: float | None, warmup_days: int, plot: Path | None, per_day: bool,
+             threshold: float | None, from_day: str | None, warmup_days: int, plot: Path | None, per_day: bool,
              progress: bool | None, as_json: bool) -> None:
     """Replay an access trace through cache policies; report hit ratios and WAN traffic."""
+    from smartcache.tasks.simulate import window as W
     from smartcache.tasks.simulate.grid import run_grid, totals
     from smartcache.tasks.simulate.model import load_scorer, model_name
-    from smartcache.tasks.simulate.report import format_table, plot_byte_hit_ratio
+    from smartcache.tasks.simulate.report import format_table, gap_fields, plot_byte_hit_ratio
 
     sizes = _sizes(cache_sizes)
+    if from_day is not None and warmup_days:
+        raise SmartcacheError("give --from or --warmup-days, not both")
+    first = W.parse_day(from_day) if from_day is not None else None
     # the simulator compiles numba kernels: import it only when a simulation runs
     from smartcache.tasks.common.trace import DAY, read_trace_csv
     from smartcache.tasks.simulate.core import parse_policies
@@ -60,21 +71,28 @@ def simulate(ctx: click.Context, trace_path: Path, cache_sizes: str, policies: s
     scorers = {p: load_scorer(get_store(ctx), model_name(p)) for p in wanted if model_name(p)}  # before the long read
     trace = read_trace_csv(trace_path)
     sites = [site] if site else None
-    if site:
-        trace.for_site(site)  # fails early with the sites the trace has
+    replayed = trace.for_site(site) if site else trace  # fails early with the sites the trace has
     count_from = None
-    if warmup_days:
+    if first is not None:
+        count_from = W.day_start(first)
+    elif warmup_days:
         count_from = float((int(trace.ts[0] // DAY) + warmup_days) * DAY)
+    window = W.describe(replayed, count_from)
+    W.check(window, "--from" if first is not None else "--warmup-days")
     results = run_grid(trace, wanted, sizes, sites=sites, scorers=scorers, threshold=threshold,
                        count_from=count_from, progress=progress)
     results = results + totals(results)
     if plot:
         plot_byte_hit_ratio(results, plot, title=trace_path.name)
     if as_json:
+        gaps = gap_fields(results)
         return echo_json({"trace": str(trace_path), "requests": len(trace), "objects": trace.n_obj,
                           "sites": sorted({r.site for r in results} - {"*"}), "plot": str(plot) if plot else None,
-                          "results": [r.to_dict(per_day=per_day) for r in results]})
+                          "window": window, "gap_closed_definition": GAP_NOTE,
+                          "results": [{**r.to_dict(per_day=per_day), **gaps.get((r.site, r.policy, r.cache_size), {})}
+                                      for r in results]})
     click.echo(format_table(results))
+    click.echo(W.sentence(window))
     if plot:
         click.echo(f"plot written to {plot}")
 

@@ -1,15 +1,17 @@
-"""The promotion gate: a model reaches ``production`` only if simulation says it beats LRU.
+"""The promotion gate: a model reaches ``production`` only if simulation says it beats LRU *and* the best
+other heuristic that was evaluated (ARC, S3-FIFO, GDSF, LFU, SIEVE: what an operator could switch on).
 
 ``promote_if_better(store, model_ref, evaluation_result)`` reads the evaluate task's results and sets
 the model's stage: ``production`` when its byte hit ratio on the held-out days, at the sites' own
-cache sizes, is above LRU's; otherwise ``staging``, with the reason recorded on the model either way.
+cache sizes, is above LRU's and above every other heuristic's; otherwise ``staging``, with the reason
+(naming the heuristic that won and by how much) recorded on the model either way.
 
 ``evaluation_result`` may be what :mod:`smartcache.tasks.evaluate.task` produces -- an ``Evaluation``, its
 ``SimResult`` rows, or its ``metrics.json`` (a dict with ``results``: rows with ``site, policy,
 cache_size, size_label, bytes_requested, bytes_hit, ...``) -- or a plain ``{site: {policy:
 byte_hit_ratio}}`` mapping. Rows are judged by :func:`smartcache.tasks.evaluate.task.promotion_verdict`
 (byte-weighted over the sites, at the ``site`` size label when the catalog gave sizes); the plain mapping
-(no byte counts) requires the model to beat LRU at every site.
+(no byte counts) requires the model to beat LRU and the best other heuristic at every site.
 
     python -m smartcache.tasks.evaluate.gate --catalog-url URL --model NAME[:VERSION] --evaluation metrics.json
 """
@@ -25,6 +27,7 @@ from typing import Any, Mapping
 from smartcache.catalog import Model, Store, open_store
 from smartcache.catalog.errors import Invalid, SmartcacheError
 from smartcache.tasks.score.scorer import parse_ref
+from smartcache.tasks.simulate.grid import best_of
 
 BASELINE = "lru"
 
@@ -93,16 +96,24 @@ def _mapping_verdict(model: Model, per_site: Mapping) -> tuple[bool, str]:
             losses.append(f"{site}: no model/LRU result")
             continue
         m, b = float(by_policy[policy]), float(by_policy[BASELINE])
-        (wins if m > b else losses).append(f"{site}: {m:.4f} vs LRU {b:.4f}")
+        best = best_of({p: float(v) for p, v in by_policy.items()}, exclude=BASELINE)
+        rival = (BASELINE, b) if m <= b else best if best is not None and m <= best[1] else None
+        if rival is not None:
+            losses.append(f"{site}: {m:.4f} vs {rival[0].upper()} {rival[1]:.4f} (short by {rival[1] - m:.4f})")
+        else:
+            also = f", best other heuristic {best[0].upper()} {best[1]:.4f}" if best else ""
+            wins.append(f"{site}: {m:.4f} vs LRU {b:.4f}{also}")
     if not wins and not losses:
         return False, "empty evaluation"
     if losses:
-        return False, "does not beat LRU's byte hit ratio at every site (" + "; ".join(losses) + ")"
-    return True, "beats LRU's byte hit ratio at every site (" + "; ".join(wins) + ")"
+        return False, ("does not beat LRU and the best other heuristic in byte hit ratio at every site ("
+                       + "; ".join(losses) + ")")
+    return True, "beats LRU and every other heuristic's byte hit ratio at every site (" + "; ".join(wins) + ")"
 
 
 def promote_if_better(store: Store, model_ref: Any, evaluation_result: Any) -> tuple[bool, str]:
-    """Set the model's stage from the simulation: production if it beats LRU, else staging (with why)."""
+    """Set the model's stage from the simulation: production if it beats LRU and the best other heuristic,
+    else staging (with why)."""
     model = _model(store, model_ref)
     ok, reason = verdict(model, evaluation_result)
     store.set_model_stage(model.name, model.version, "production" if ok else "staging", reason)

@@ -94,14 +94,49 @@ def _progress(total: int, enabled: bool | None):
     return tqdm(total=total, desc="simulate", unit="run", file=sys.stderr, leave=False)
 
 
-def gap_closed(results: Sequence[SimResult], policy: str, low: str = "lru", high: str = "belady") -> float | None:
-    """Mean fraction of the ``low`` -> ``high`` byte-hit gap that ``policy`` closes over matching rows."""
-    index = {(r.site, r.policy, r.cache_size): r.overall.byte_hit_ratio for r in results}
-    fractions = []
-    for (site, p, size), value in index.items():
-        if p != policy or (site, low, size) not in index or (site, high, size) not in index:
+HEURISTICS = ("lru", "lfu", "gdsf", "arc", "s3fifo", "sieve")   # what an operator can switch on without us
+GAP_DEFINITION = "(policy - {low}) / (Belady - {low}) in byte hit ratio, at the same site and cache size"
+
+
+def is_heuristic(policy: str) -> bool:
+    return policy in HEURISTICS
+
+
+def gap_fraction(value: float, low: float, high: float) -> float | None:
+    """Share of the ``low`` -> ``high`` gap that ``value`` closes; None when there is no gap to close."""
+    return (value - low) / (high - low) if high > low else None
+
+
+def best_of(by_policy: Mapping[str, float], exclude: str | None = None) -> tuple[str, float] | None:
+    """The heuristic with the highest value (ties: the first in :data:`HEURISTICS` order)."""
+    found = [(p, by_policy[p]) for p in HEURISTICS if p in by_policy and p != exclude]
+    return max(found, key=lambda pv: pv[1]) if found else None
+
+
+def gap_rows(results: Sequence[SimResult], policy: str, low: str = "lru", high: str = "belady") -> list[dict]:
+    """Per (site, cache size) row: the byte hit ratios of ``policy``, ``low`` and ``high`` and the share
+    of the gap closed. ``low="best"`` takes, row by row, the best heuristic other than ``policy``.
+    Rows without ``policy``, ``low`` or ``high``, or where ``high`` is not above ``low``, are left out."""
+    table: dict[tuple[str, int], dict[str, float]] = {}
+    for r in results:
+        table.setdefault((r.site, r.cache_size), {})[r.policy] = r.overall.byte_hit_ratio
+    rows = []
+    for (site, size), by_policy in table.items():
+        if policy not in by_policy or high not in by_policy:
             continue
-        gap = index[(site, high, size)] - index[(site, low, size)]
-        if gap > 0:
-            fractions.append((value - index[(site, low, size)]) / gap)
-    return float(np.mean(fractions)) if fractions else None
+        ref = best_of(by_policy, exclude=policy) if low == "best" else (
+            (low, by_policy[low]) if low in by_policy else None)
+        if ref is None:
+            continue
+        fraction = gap_fraction(by_policy[policy], ref[1], by_policy[high])
+        if fraction is not None:
+            rows.append({"site": site, "cache_size": size, "policy": policy, "value": by_policy[policy],
+                         "low": ref[0], "low_value": ref[1], "high": high, "high_value": by_policy[high],
+                         "fraction": fraction})
+    return rows
+
+
+def gap_closed(results: Sequence[SimResult], policy: str, low: str = "lru", high: str = "belady") -> float | None:
+    """Unweighted mean over the (site, cache size) rows of :func:`gap_rows` (each row counts once)."""
+    rows = gap_rows(results, policy, low, high)
+    return float(np.mean([r["fraction"] for r in rows])) if rows else None
