@@ -163,6 +163,58 @@ def test_gate_reads_the_evaluate_tasks_results(trained):
     assert not ok and "no results" in reason
 
 
+def _plain_model(name="cachenet", version=1):
+    """A catalog Model record, no training: the gate's functions are pure."""
+    import datetime as dt
+
+    from smartcache.catalog import Model
+    return Model(id=1, name=name, version=version, framework="keras", stage="staging", stage_reason=None,
+                 input_features=[], metrics={}, params={}, description=None, run_id=None,
+                 created=dt.datetime(2026, 10, 1))
+
+
+def _gate_rows(model_policy, hits):
+    """Per-site rows at the sites' own cache sizes: {policy: (hit bytes at A, at B)} of 1000 bytes each."""
+    from smartcache.tasks.simulate.core import Metrics, SimResult
+    return [SimResult(site, policy, 10**12, Metrics(100, 50, 1000, h, 0), (), 0.0, {"size_label": "site"})
+            for policy, pair in hits.items() for site, h in zip("AB", pair)]
+
+
+def test_gate_holds_back_a_model_that_loses_to_the_best_heuristic():
+    from smartcache.tasks.evaluate.task import promotion_verdict
+    model = _plain_model()
+    m = f"model:{model.ref}"
+    # beats LRU (0.6200 > 0.5500) but not S3-FIFO (0.6400): staging, and the reason says who won by how much
+    rows = _gate_rows(m, {"lru": (500, 600), "arc": (520, 640), "s3fifo": (560, 720), "belady": (700, 800),
+                          m: (540, 700)})
+    ok, reason = promotion_verdict(rows, m)
+    assert not ok
+    assert "does not beat S3FIFO's 0.6400 (short by 0.0200; it does beat LRU's 0.5500)" in reason
+    assert verdict(model, {"results": [r.to_dict() for r in rows]}) == (ok, reason)   # metrics.json form
+    # ahead of every heuristic: promoted, naming the strongest one and the margin; Belady is no heuristic
+    rows = _gate_rows(m, {"lru": (500, 600), "arc": (520, 640), "s3fifo": (560, 720), "belady": (700, 800),
+                          m: (600, 740)})
+    ok, reason = promotion_verdict(rows, m)
+    assert ok and "beats LRU's 0.5500 (by +0.1200) and the best other heuristic, S3FIFO's 0.6400 (by +0.0300)" \
+        in reason
+    # below LRU: LRU is named, whatever the others did
+    ok, reason = promotion_verdict(_gate_rows(m, {"lru": (500, 600), "arc": (400, 400), m: (450, 600)}), m)
+    assert not ok and "does not beat LRU's 0.5500 (short by 0.0250)" in reason
+    # only LRU evaluated: the old gate
+    ok, reason = promotion_verdict(_gate_rows(m, {"lru": (500, 600), m: (520, 600)}), m)
+    assert ok and "best other heuristic" not in reason
+
+
+def test_gate_mapping_form_needs_every_site_ahead_of_the_best_heuristic():
+    model = _plain_model()
+    ok, reason = verdict(model, {"A": {"lru": 0.40, "arc": 0.47, "s3fifo": 0.44, "model:cachenet": 0.45},
+                                 "B": {"lru": 0.30, "arc": 0.31, "model:cachenet": 0.35}})
+    assert not ok and "A: 0.4500 vs ARC 0.4700 (short by 0.0200)" in reason and "B:" not in reason
+    ok, reason = verdict(model, {"A": {"lru": 0.40, "arc": 0.42, "model:cachenet": 0.45},
+                                 "B": {"lru": 0.30, "sieve": 0.33, "model:cachenet": 0.35}})
+    assert ok and "best other heuristic SIEVE 0.3300" in reason
+
+
 # -- request-level rows (what the feature step writes beside the daily table) ----------------------
 def test_request_level_training_records_what_the_cache_and_decide_need(tmp_path):
     import json
