@@ -30,19 +30,12 @@ sc runs --limit 3
 sc models list
 sc placements list
 eval_dir=$(ls -dt "$SMARTCACHE_HOME"/data/evaluation/*/ | head -n 1)
-echo "held-out byte hit ratio, all sites (site = the sites' own cache sizes; % = of each site's working set):"
-"$VENV/bin/python" - "${eval_dir}metrics.json" <<'PY'
-import json, sys
-s = json.load(open(sys.argv[1]))["summary"]
-bhr = s["byte_hit_ratio"]
-policies = list(next(iter(bhr.values())))
-print("  ".join(["size".ljust(6)] + [p.rjust(15) for p in policies]))
-for label in sorted(bhr, key=lambda k: (k != "site", float(k.rstrip("%") or 0) if k != "site" else 0)):
-    print("  ".join([label.ljust(6)] + [f"{bhr[label][p]:15.4f}" for p in policies]))
-for model, gap in s.get("gap_closed", {}).items():
-    print(f"{model} closes {gap:.0%} of the LRU-to-Belady gap (model stage: see 'smartcache models list')")
-PY
+echo "held-out byte hit ratio, all sites pooled (model vs LRU, LFU, GDSF, ARC, S3-FIFO and Belady):"
+"$VENV/bin/python" -m smartcache.tasks.evaluate.summary "${eval_dir}metrics.json"
 echo "plot: ${eval_dir}byte_hit_ratio.png"
-sc simulate --trace "${eval_dir}trace.csv" --site T2_IT_Pisa --cache-size 1TB,3TB,10TB \
-  --policy lru,lfu,gdsf,belady,model:cachenet --plot "$SMARTCACHE_HOME/T2_IT_Pisa-simulation.png"
+# the same window as the evaluation: the whole trace replayed (warm caches), requests counted from its first day
+from_day=$("$VENV/bin/python" -c 'import json, sys; print(json.load(open(sys.argv[1]))["summary"]["window"]["from"])' \
+  "${eval_dir}metrics.json")
+sc simulate --trace "${eval_dir}trace.csv" --from "$from_day" --site T2_IT_Pisa --cache-size 1TB,3TB,10TB \
+  --policy lru,lfu,gdsf,arc,s3fifo,belady,model:cachenet --plot "$SMARTCACHE_HOME/T2_IT_Pisa-simulation.png"
 echo "placement lists pushed to: $SMARTCACHE_HOME/push/"

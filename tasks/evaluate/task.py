@@ -216,8 +216,9 @@ def held_out_window(raw: str | Path | None, start: str | None, end: str | None, 
 
 
 def load_held_out(out: Path, trace_csv: Path | None, raw: str | Path | None, first: date | None,
-                  last: date | None, warmup_days: int) -> tuple[Trace, float | None, Path]:
-    """The trace to replay, the epoch second the counted window starts, and the trace's CSV.
+                  last: date | None, warmup_days: int) -> tuple[Trace, float | None]:
+    """The trace to replay and the epoch second the counted window starts (the CSV: ``trace_csv``, else
+    ``out/trace.csv``).
 
     Everything in the trace before the window is replayed (warm caches, as ``simulate --from``): from raw
     partitions that is the ``warmup_days`` exported before ``first``; a given ``--trace`` is replayed from
@@ -236,10 +237,10 @@ def load_held_out(out: Path, trace_csv: Path | None, raw: str | Path | None, fir
     if len(trace) == 0 or (first is not None and trace.ts[-1] < W.day_start(first)):
         raise SmartcacheError(f"no requests between {first or lo} and {last} in {trace_csv}")
     if first is not None:
-        return trace, W.day_start(first), Path(trace_csv)
+        return trace, W.day_start(first)
     if warmup_days:
-        return trace, float((int(trace.ts[0] // DAY) + warmup_days) * DAY), Path(trace_csv)
-    return trace, None, Path(trace_csv)
+        return trace, float((int(trace.ts[0] // DAY) + warmup_days) * DAY)
+    return trace, None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -301,7 +302,8 @@ def _run(args: argparse.Namespace) -> int:
         model = _newest(store, args.model) if args.model else None
         raw = None if args.trace else (args.raw or str(cfg.data_root / "raw"))
         first, last = held_out_window(raw, args.start, args.end, model, args.holdout_days)
-        trace, eval_from, trace_csv = load_held_out(args.out, args.trace, raw, first, last, args.warmup_days)
+        trace, eval_from = load_held_out(args.out, args.trace, raw, first, last, args.warmup_days)
+        trace_csv = args.trace or args.out / "trace.csv"
         policy = f"model:{args.model}" if args.model else None
         scorers = {policy: load_scorer(store, model.ref)} if model else {}
         site_sizes = {s.name: s.cache_size for s in store.list_sites()}
