@@ -2,9 +2,10 @@
 
 In: a :class:`~smartcache.tasks.common.trace.Trace`, policies, cache sizes (and scorers for the model
 policy). Out: per-site, per-day hit and byte-hit metrics. :mod:`.kernels` holds the compiled policies
-(numba), :mod:`.core` one replay and its metrics, :mod:`.grid` sites x policies x sizes, :mod:`.model`
-how a trained model plugs in, :mod:`.report` tables and plots, :mod:`.oracle` libCacheSim's trace
-format, :mod:`.synth` synthetic traces for tests and benchmarks.
+(numba) and :mod:`.heuristics` ARC, S3-FIFO and SIEVE, :mod:`.core` one replay and its metrics,
+:mod:`.window` which requests are counted (``--from``), :mod:`.grid` sites x policies x sizes and the
+gap closed, :mod:`.model` how a trained model plugs in, :mod:`.report` tables and plots (one colour
+per policy), :mod:`.oracle` libCacheSim's trace format, :mod:`.synth` synthetic traces.
 """
 
 from smartcache.tasks.simulate.core import POLICIES, Metrics, SimResult, parse_policies, replay, simulate
