@@ -1,0 +1,181 @@
+"""The learned cache policy: evict what is predicted back last, admit only what is predicted back sooner.
+
+The model gives, at every request, a distribution of the time until the same file is read again at the
+site (classes over log-spaced gaps, :data:`~smartcache.tasks.simulate.hindsight.GAP_EDGES`): for each
+request a row of its cumulative distribution ``F`` at the class edges. A cached file last read ``e``
+seconds ago is worth the probability that it is read again within the cache's horizon ``T``, knowing it
+has not been read since: ``(F(e + T) - F(e)) / (1 - F(e))`` -- a file past the time it was expected back
+loses its value, as in hindsight it would have been evicted. ``T`` is the cache's own turnover time, the
+time a byte stays in it (Little's law: capacity / byte insertion rate over the last insertions), so the
+value is "will it be hit before it would leave anyway": LRB's relaxed Belady boundary.
+
+Eviction samples ``k`` cached files (a seeded xorshift generator: deterministic) and evicts the least
+valuable, per byte when the goal is the byte hit ratio (a hit saves as many bytes as the file occupies,
+so the value is the probability itself) or divided by the size for the object hit ratio. A miss is
+stored in free space; otherwise it is admitted only if it is worth more than each file it would push out
+(those files stay when it is not). ``F`` is interpolated linearly in log time between edges.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+try:
+    from numba import njit
+except ImportError:  # pragma: no cover
+    def njit(*args, **kwargs):
+        return args[0] if args and callable(args[0]) else (lambda f: f)
+
+MISS, INSERT, HIT = 0, 1, 2
+RING = 1024             # insertions the turnover time is measured over
+DEFAULT_SAMPLES = 64
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _cdf(cdf, r, x, edges, log_edges):
+    """F(x) of request ``r``'s distribution."""
+    if x <= 0.0:
+        return 0.0
+    m = edges.shape[0]
+    if x <= edges[0]:
+        return cdf[r, 0] * x / edges[0]
+    if x >= edges[m - 1]:
+        return cdf[r, m - 1]
+    lx = np.log(x)
+    b = 1
+    while edges[b] < x:
+        b += 1
+    w = (lx - log_edges[b - 1]) / (log_edges[b] - log_edges[b - 1])
+    return cdf[r, b - 1] + w * (cdf[r, b] - cdf[r, b - 1])
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _value(cdf, r, e, horizon, edges, log_edges):
+    f_e = _cdf(cdf, r, e, edges, log_edges)
+    alive = 1.0 - f_e
+    if alive <= 1e-9:
+        return 0.0
+    return (_cdf(cdf, r, e + horizon, edges, log_edges) - f_e) / alive
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _xorshift(state):
+    x = state[0]
+    x ^= (x << np.uint64(13)) & np.uint64(0xFFFFFFFFFFFFFFFF)
+    x ^= x >> np.uint64(7)
+    x ^= (x << np.uint64(17)) & np.uint64(0xFFFFFFFFFFFFFFFF)
+    state[0] = x
+    return x
+
+
+@njit(cache=True, nogil=True)
+def learned_kernel(obj, size, ts, cdf, edges, capacity, n_obj, out, samples, seed, per_byte, admit, kappa):
+    """Replay with the learned policy; ``cdf[i]`` is request i's F at ``edges`` (see the module doc)."""
+    log_edges = np.log(edges)
+    members = np.empty(n_obj, np.int64)     # cached objects, dense (sampling in O(1))
+    mpos = np.full(n_obj, -1, np.int64)
+    row = np.zeros(n_obj, np.int64)          # latest request of each cached object
+    last_t = np.zeros(n_obj)
+    stored = np.zeros(n_obj, np.int64)
+    ring_t = np.zeros(RING)
+    ring_s = np.zeros(RING)
+    ring_n = 0
+    ring_sum = 0.0
+    n = 0
+    used = 0
+    rng = np.empty(1, np.uint64)
+    rng[0] = np.uint64(seed) * np.uint64(2654435761) + np.uint64(88172645463325252)
+    victims = np.empty(n_obj, np.int64)
+    for i in range(obj.shape[0]):
+        o = obj[i]
+        t = ts[i]
+        if mpos[o] >= 0:
+            out[i] = HIT
+            row[o] = i
+            last_t[o] = t
+            continue
+        s = size[i]
+        if s > capacity:
+            out[i] = MISS
+            continue
+        # the cache's turnover time: capacity / byte insertion rate over the last RING insertions
+        horizon = 86400.0
+        if ring_n >= 16:
+            oldest = ring_t[(ring_n - min(ring_n, RING)) % RING]
+            span = t - oldest
+            if span > 0 and ring_sum > 0:
+                horizon = kappa * capacity * span / ring_sum
+        v_new = _value(cdf, i, 0.0, horizon, edges, log_edges)
+        if not per_byte:
+            v_new /= max(s, 1)
+        nv = 0
+        rejected = False
+        while used + s > capacity:
+            best = -1
+            best_v = np.inf
+            k = samples if samples < n else n
+            for _ in range(k):
+                c = members[_xorshift(rng) % np.uint64(n)]
+                v = _value(cdf, row[c], t - last_t[c], horizon, edges, log_edges)
+                if not per_byte:
+                    v /= max(stored[c], 1)
+                if v < best_v or (v == best_v and last_t[c] < last_t[best]):
+                    best_v = v
+                    best = c
+            if admit and best_v > v_new:
+                rejected = True
+                break
+            # take the victim out (tentatively: it comes back if the newcomer is not admitted)
+            p = mpos[best]
+            n -= 1
+            members[p] = members[n]
+            mpos[members[p]] = p
+            mpos[best] = -1
+            used -= stored[best]
+            victims[nv] = best
+            nv += 1
+        if rejected:
+            for j in range(nv):
+                v = victims[j]
+                members[n] = v
+                mpos[v] = n
+                n += 1
+                used += stored[v]
+            out[i] = MISS
+            continue
+        members[n] = o
+        mpos[o] = n
+        n += 1
+        stored[o] = s
+        used += s
+        row[o] = i
+        last_t[o] = t
+        slot = ring_n % RING
+        if ring_n >= RING:
+            ring_sum -= ring_s[slot]
+        ring_t[slot] = t
+        ring_s[slot] = s
+        ring_sum += s
+        ring_n += 1
+        out[i] = INSERT
+
+
+def cumulative(probs: np.ndarray) -> np.ndarray:
+    """Class probabilities ``[n, C]`` -> the CDF at the ``C - 1`` class edges, float64, monotone."""
+    c = np.cumsum(np.asarray(probs, np.float64)[:, :-1], axis=1)
+    return np.ascontiguousarray(np.clip(c, 0.0, 1.0))
+
+
+def replay_learned(obj: np.ndarray, size: np.ndarray, ts: np.ndarray, cdf: np.ndarray, edges: np.ndarray,
+                   capacity: int, *, samples: int = DEFAULT_SAMPLES, seed: int = 0, per_byte: bool = True,
+                   admit: bool = True, kappa: float = 1.0) -> np.ndarray:
+    """Statuses (``MISS|INSERT|HIT``) of every request under the learned policy."""
+    out = np.empty(len(obj), np.int8)
+    if len(obj) == 0:
+        return out
+    n_obj = int(obj.max()) + 1
+    learned_kernel(np.ascontiguousarray(obj, np.int64), np.ascontiguousarray(size, np.int64),
+                   np.ascontiguousarray(ts, np.float64), np.ascontiguousarray(cdf, np.float64),
+                   np.ascontiguousarray(edges, np.float64), np.int64(capacity), n_obj, out, int(samples),
+                   int(seed), bool(per_byte), bool(admit), float(kappa))
+    return out
