@@ -43,4 +43,26 @@ def logs(ctx: click.Context, months: int, end: str | None, out: Path | None, fmt
     click.echo(summary(result))
 
 
+@generate.command("trace")
+@click.option("--family", type=click.Choice(["scan", "zipf", "mix"]), required=True,
+              help="scan: one site, dataset scans, drifting popularity; zipf: IRM Zipf(0.9), heavy-tailed sizes, "
+                   "popularity shifts; mix: three sites, reprocessing sweeps, a hot set, analysis bursts.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Trace CSV to write.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same trace.")
+@click.option("--scale", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="Length multiplier (days, and so requests).")
+def trace(family: str, out: Path, seed: int, scale: float) -> None:
+    """Write a synthetic request trace (timestamp,site,lfn,size) of one family, for simulate and train."""
+    from smartcache.tasks.generate.traces import write_trace
+    try:
+        tr = write_trace(family, out, seed, scale)
+    except SmartcacheError as e:
+        raise click.ClickException(str(e)) from e
+    except OSError as e:
+        raise click.ClickException(f"cannot write {out}: {e.strerror or e}") from e
+    days = (tr.ts[-1] - tr.ts[0]) / 86400 if len(tr) else 0
+    click.echo(f"wrote {len(tr):,} requests of {tr.n_obj:,} files at {len(tr.site_names())} site(s) over "
+               f"{days:.0f} days to {out}")
+
+
 commands = [generate]

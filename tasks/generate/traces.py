@@ -207,3 +207,20 @@ def generate_trace(family: str, seed: int = 0, scale: float = 1.0) -> Requests:
     if family == "mix":
         return mix(seed, days=90.0 * scale)
     raise TraceFamilyError(f"unknown trace family {family!r} (choose from {', '.join(FAMILIES)})")
+
+
+def write_trace(family: str, out, seed: int = 0, scale: float = 1.0):
+    """Generate one family's trace and write it as the trace CSV (atomically); returns the Trace."""
+    from pathlib import Path
+
+    from smartcache.tasks.common.trace import make_trace, write_trace_csv
+    req = generate_trace(family, seed, scale)
+    trace = make_trace(req.ts, req.lfn, req.size, req.site)
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.part")
+    try:
+        write_trace_csv(trace, tmp)
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return trace

@@ -51,6 +51,9 @@ class Scorer:
         self.input_features = list(input_features)
         self.params = dict(params or {})
         self.decay_days = _positive(self.params.get("decay_days"))
+        # "next-gap": the output is a distribution of the time to the next read (see tasks/train/trace.py)
+        self.kind = str(self.params.get("policy") or "reuse")
+        self.gap_edges = np.asarray(self.params.get("gap_edges") or [], np.float64)
         admit = self.params.get("admit_threshold")
         self.admit_threshold = float(admit) if isinstance(admit, (int, float)) and not isinstance(admit, bool) else None
         self.batch_rows = 1 << (batch_rows - 1).bit_length()   # a power of two
@@ -79,25 +82,44 @@ class Scorer:
         return self._it.get_tensor(self._out)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """Probabilities of the rows of ``x`` (``[n, n_features]``), as float32 ``[n]``."""
+        """Probabilities of the rows of ``x`` (``[n, n_features]``), as float32 ``[n]`` (the last output column)."""
+        return self.predict_all(x)[:, -1]
+
+    def predict_all(self, x: np.ndarray) -> np.ndarray:
+        """Every output column for the rows of ``x``: float32 ``[n, k]``."""
         x = np.asarray(x)
         if x.ndim != 2 or x.shape[1] != self.n_features:
             raise Invalid(f"model {self.ref} takes rows of {self.n_features} features, got shape {x.shape}")
         x = np.ascontiguousarray(x, dtype=np.float32)
-        n, out = x.shape[0], np.empty(x.shape[0], np.float32)
+        n = x.shape[0]
+        out = None
         full = n - n % self.batch_rows
         for i in range(0, full, self.batch_rows):
-            out[i:i + self.batch_rows] = self._run(x[i:i + self.batch_rows])[:, -1]
+            y = self._run(x[i:i + self.batch_rows])
+            out = np.empty((n, y.shape[1]), np.float32) if out is None else out
+            out[i:i + self.batch_rows] = y
         if full < n:
             rest = x[full:]
             size = 1 << (len(rest) - 1).bit_length()   # pad the tail to a power of two: few sizes, few reallocs
             if size != len(rest):
                 rest = np.concatenate([rest, np.zeros((size - len(rest), self.n_features), np.float32)])
-            out[full:] = self._run(rest)[: n - full, -1]
-        return out
+            y = self._run(rest)
+            out = np.empty((n, y.shape[1]), np.float32) if out is None else out
+            out[full:] = y[: n - full]
+        return out if out is not None else np.zeros((0, 1), np.float32)
 
     def score_trace(self, table) -> np.ndarray:
-        """Scores of every request of a trace table, from past-only features built over it."""
+        """Scores of every request of a trace table, from past-only features built over it.
+
+        A next-gap model gives its cumulative distribution at its ``gap_edges``, ``[n, len(edges)]``.
+        """
+        if self.kind == "next-gap":
+            from smartcache.tasks.common.trace import trace_from_table
+            from smartcache.tasks.features.online import trace_features
+            from smartcache.tasks.simulate.learned import cumulative
+            if table.num_rows == 0:
+                return np.zeros((0, len(self.gap_edges)))
+            return cumulative(self.predict_all(trace_features(trace_from_table(table, "requests"))))
         from smartcache.tasks.features.task import trace_feature_matrix
         try:
             x = trace_feature_matrix(table, self.input_features)

@@ -27,6 +27,8 @@ from smartcache.catalog.errors import SmartcacheError
 from smartcache.tasks.common.trace import DAY, Trace
 from smartcache.tasks.simulate import heuristics as HK
 from smartcache.tasks.simulate import kernels as K
+from smartcache.tasks.simulate import learned as L
+from smartcache.tasks.simulate.model import NextGapScores
 
 POLICIES = ("lru", "lfu", "gdsf", "arc", "s3fifo", "sieve", "belady", "belady-bypass", "model")
 DEFAULT_POLICIES = "lru,lfu,gdsf,arc,s3fifo,belady"
@@ -102,7 +104,7 @@ def parse_policies(text: str | Sequence[str]) -> list[str]:
     return list(dict.fromkeys(out))   # a policy named twice runs once
 
 
-def replay(trace: Trace, policy: str, capacity: int, *, scores: np.ndarray | None = None,
+def replay(trace: Trace, policy: str, capacity: int, *, scores: np.ndarray | NextGapScores | None = None,
            threshold: float = 0.5, aging: bool = True, nxt: np.ndarray | None = None) -> np.ndarray:
     """Run one policy; returns the status of every request (``sim_policies.MISS|INSERT|HIT``)."""
     if capacity < 0:
@@ -127,6 +129,10 @@ def replay(trace: Trace, policy: str, capacity: int, *, scores: np.ndarray | Non
             scores = trace.score
         if scores is None or len(scores) != len(trace):
             raise SmartcacheError("the model policy needs one score per request (a scorer, or a score column)")
+        if isinstance(scores, NextGapScores):
+            L.learned_kernel(obj, size, trace.ts, scores.cdf, scores.edges, cap, n_obj, out, L.DEFAULT_SAMPLES, 0,
+                             True, True, 1.0)
+            return out
         K.priority_kernel(obj, size, cap, n_obj, out, K.MODEL_MODE, np.ascontiguousarray(scores, np.float64),
                           float(threshold), bool(aging))
     else:

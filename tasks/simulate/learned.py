@@ -28,7 +28,7 @@ except ImportError:  # pragma: no cover
 
 MISS, INSERT, HIT = 0, 1, 2
 RING = 1024             # insertions the turnover time is measured over
-DEFAULT_SAMPLES = 64
+DEFAULT_SAMPLES = 16      # measured: 8..64 samples give byte hit ratios within 0.002; cost is linear in it
 
 
 @njit(cache=True, nogil=True, inline="always")

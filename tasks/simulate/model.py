@@ -8,7 +8,11 @@ replay (so the scorer can build past-only rolling features over it); it must not
 carry an ``admit_threshold`` or a ``threshold`` attribute (its operating point): the admission threshold
 unless overridden (:func:`threshold_of`).
 
-How the scores drive the cache (``sim_policies.priority_kernel``, model mode):
+How the scores drive the cache. A next-read model (a scorer whose ``kind`` is ``"next-gap"``, what
+``smartcache train`` makes) gives per request the distribution of the time to the file's next read
+(:class:`NextGapScores`); the learned kernel (:mod:`.learned`) evicts the file least likely to be read
+again before it would leave the cache anyway and admits a newcomer only when it is likelier than that.
+Older models (one probability per request) drive ``kernels.priority_kernel`` in model mode:
 
 - a scorer with a ``decay_days`` attribute (what ``tasks/train`` records for request-level models): a
   cached file's value is its latest score p discounted by the time since that read,
@@ -27,6 +31,7 @@ which the training part provides.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -35,6 +40,19 @@ import pyarrow as pa
 from smartcache.catalog.errors import SmartcacheError
 
 Scorer = Callable[[pa.Table], np.ndarray]
+
+
+@dataclass(frozen=True)
+class NextGapScores:
+    """A next-read model's answer for a replay: per request, F(edge) for each of ``edges`` (seconds).
+
+    The model kernel (:mod:`.learned`) evicts and admits by it (see that module)."""
+
+    cdf: np.ndarray      # float64 [n, len(edges)], non-decreasing along a row
+    edges: np.ndarray    # float64 seconds
+
+    def __len__(self) -> int:
+        return int(self.cdf.shape[0])
 
 
 class ScoringUnavailable(SmartcacheError):
@@ -81,12 +99,19 @@ def decay_of(scorer: Scorer | None) -> float | None:
     return value if value is not None and value > 0 else None
 
 
-def score_requests(scorer: Scorer, requests: pa.Table) -> np.ndarray:
+def score_requests(scorer: Scorer, requests: pa.Table) -> np.ndarray | NextGapScores:
     """Call ``scorer`` and check its answer: one finite float per request.
 
     For a scorer with a decay (see the module doc), ``[n, 2]``: the scores and each request's time in
     units of the decay (from the first request), which the model kernel turns into priorities.
     """
+    if getattr(scorer, "kind", None) == "next-gap":
+        cdf = np.asarray(scorer(requests), dtype=np.float64)
+        edges = np.asarray(getattr(scorer, "gap_edges"), np.float64)
+        if cdf.shape != (requests.num_rows, len(edges)) or not np.isfinite(cdf).all():
+            raise SmartcacheError(f"the next-gap scorer returned {cdf.shape} values for {requests.num_rows} "
+                                  f"requests and {len(edges)} edges")
+        return NextGapScores(np.ascontiguousarray(cdf), edges)
     scores = np.asarray(scorer(requests), dtype=np.float64).reshape(-1)
     if scores.shape[0] != requests.num_rows:
         raise SmartcacheError(f"the scorer returned {scores.shape[0]} scores for {requests.num_rows} requests")
