@@ -16,7 +16,8 @@ pytestmark = pytest.mark.slow
 
 
 def test_generated_logs_to_pushed_lists(tmp_path, capsys):
-    from smartcache.tasks.features.task import FEATURE_COLUMNS, build_features
+    from smartcache.tasks.features.online import ONLINE_FEATURES
+    from smartcache.tasks.features.task import build_features
     from smartcache.tasks.generate.task import generate_logs
     from smartcache.tasks.push.task import main as push_main
     from smartcache.tasks.reduce.readers import list_partitions
@@ -40,11 +41,15 @@ def test_generated_logs_to_pushed_lists(tmp_path, capsys):
                        "--name", "cachenet", "--seed", "3", "--epochs", "15"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["model"] == "cachenet:1" and out["stage"] == "staging"
-    # request-level reuse ranks harder than daily reuse (0.58 here, ~0.65 at full scale: see benchmarks)
-    assert out["auc"] > 0.55, out
+    # the next-read model predicts held-out next reads better than the class frequencies, and ranks
+    # "read again within the hour" better than chance (0.72 here; the day-scale is harder at this tiny scale)
+    assert out["val_nll"] < out["val_nll_prior"] and out["auc_1h"] > 0.6, out
     model = store.get_model("cachenet", 1)
-    assert model.input_features == FEATURE_COLUMNS and model.run_id == run.id
-    assert model.datasets == (("train", feats.dataset),)
+    assert model.input_features == ONLINE_FEATURES and model.run_id == run.id
+    assert model.params["policy"] == "next-gap" and model.metrics["until"] == model.metrics["val_days"][0]
+    # lineage: the model -> the window's request trace -> the reduced partitions
+    assert model.datasets == (("train", f"{feats.dataset}.trace"),)
+    assert store.get_dataset(f"{feats.dataset}.trace").parents == store.get_dataset(feats.dataset).parents
 
     assert score_main(["--catalog-url", url, "--run-id", str(run.id), "--features", feats.dataset,
                        "--model", "cachenet", "--out", str(tmp_path / "lists")]) == 0

@@ -65,6 +65,7 @@ __all__ = ["DEFAULT_HORIZON", "EXTRA_COLUMNS", "FEATURE_COLUMNS", "FEATURE_DEFAU
 # the best all-round (and is the discount's time constant: see tasks/train).
 DEFAULT_HORIZON = 3
 REQUESTS_KIND = "request-features"
+TRACE_KIND = "trace"
 
 # The model inputs of a file read at a site where nothing is known of it: its first read (request-level
 # rows count the read being decided, so the counts are 1, not 0), no earlier day, a dataset first seen
@@ -211,6 +212,7 @@ def build_features(reduced: str, out_dir: Path, store: Store | None = None, run_
     path = Path(out_dir) / f"{name}.parquet"
     if requests:
         meta["requests"] = _write_requests(files, days, meta, name, Path(out_dir), store, parents, run_id)
+    meta["trace"] = _write_trace(files, name, Path(out_dir), store, parents, run_id)
     table = table.replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
     write_parquet(table, path)
     if store is not None:
@@ -218,6 +220,23 @@ def build_features(reduced: str, out_dir: Path, store: Store | None = None, run_
                                checksum=file_sha256(path), n_rows=table.num_rows, n_bytes=path.stat().st_size,
                                meta=meta, parents=parents, run_id=run_id)
     return FeaturesResult(path, name, table.num_rows, first_day, last_day, missing, tuple(parents), meta)
+
+
+def _write_trace(files: Sequence[Path], daily_name: str, out_dir: Path, store: Store | None,
+                 parents: Sequence[str], run_id: int | None) -> str:
+    """Write and register the window's approximate request trace (what the next-read model trains on)."""
+    from smartcache.tasks.features.request_table import approx_trace
+
+    trace = approx_trace(files)
+    name = f"{daily_name}.trace"
+    path = out_dir / f"{name}.parquet"
+    write_parquet(trace, path)
+    if store is not None:
+        store.register_dataset(name, TRACE_KIND, path.resolve().as_uri(), format="parquet",
+                               checksum=file_sha256(path), n_rows=trace.num_rows, n_bytes=path.stat().st_size,
+                               meta={"trace": "approximate: n_access reads spread evenly over [first_ts, last_ts] "
+                                              "of each reduced row"}, parents=list(parents), run_id=run_id)
+    return name
 
 
 def _write_requests(files: Sequence[Path], days: list[dt.date], daily_meta: dict, daily_name: str, out_dir: Path,

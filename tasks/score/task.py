@@ -184,6 +184,8 @@ def score_sites(store: Store, features: str, model: str, out: Path, *, sites: Se
     t0 = time.perf_counter()
     scorer = scorer or load_scorer(store, model)
     rec = store.get_model(*_name_version(scorer.ref))
+    if getattr(scorer, "kind", None) == "next-gap":
+        return _score_next_gap(store, features, scorer, rec, out, _sites(store, sites), run_id, t0)
     dataset = T.open_table(store.get_dataset(features).uri)
     day = latest_day(dataset)
     decay = getattr(scorer, "decay_days", None)
@@ -241,6 +243,38 @@ def score_sites(store: Store, features: str, model: str, out: Path, *, sites: Se
     results = [_register(store, r, rec, out, features, day_iso, run_id, value) for r in rankings.values()]
     stats = {"rows": n_rows, "day": day_iso, "model": rec.ref, "seconds": round(time.perf_counter() - t0, 3),
              "score_seconds": round(score_s, 3), "rows_per_s": round(n_rows / score_s) if score_s else None}
+    return results, stats
+
+
+def _score_next_gap(store: Store, features: str, scorer: Scorer, rec, out: Path, wanted, run_id: int | None,
+                    t0: float) -> tuple[list[SiteList], dict]:
+    """Rank every file of the window's trace by the next-read model's value at the window's end."""
+    import pyarrow.parquet as pq
+
+    from smartcache.tasks.common.trace import trace_from_table
+    from smartcache.tasks.score.nextgap import DEFAULT_HORIZON_S, file_values
+
+    meta = store.get_dataset(features).meta
+    if not meta.get("trace"):
+        raise Invalid(f"{features} has no request trace for the next-read model {scorer.ref}: rebuild the features")
+    tds = store.get_dataset(meta["trace"])
+    trace = trace_from_table(pq.read_table(T.local_path(tds.uri)), source=tds.name)
+    names = {s.name for s in wanted}
+    trace = trace.take(np.isin(trace.site, [i for i, s in enumerate(trace.sites) if s in names]))
+    rankings = {s.name: SiteRanking(s.name, s.cache_size) for s in wanted}
+    t1 = time.perf_counter()
+    vals = file_values(trace, scorer, horizon_s=DEFAULT_HORIZON_S)
+    score_s = time.perf_counter() - t1
+    for i, name in enumerate(trace.sites):
+        idx = np.flatnonzero(vals.site == i)
+        if name in rankings and len(idx):
+            rankings[name].add(vals.lfn.take(pa.array(idx)), vals.size[idx], vals.value[idx].astype(np.float32))
+    out.mkdir(parents=True, exist_ok=True)
+    day_iso = datetime.fromtimestamp(float(trace.ts[-1]) if len(trace) else 0.0, tz=timezone.utc).date().isoformat()
+    value = f"P(read again within {DEFAULT_HORIZON_S / 86400:g}d | not read since its last read)"
+    results = [_register(store, r, rec, out, features, day_iso, run_id, value) for r in rankings.values()]
+    stats = {"rows": len(vals.value), "day": day_iso, "model": rec.ref, "seconds": round(time.perf_counter() - t0, 3),
+             "score_seconds": round(score_s, 3), "rows_per_s": round(len(trace) / score_s) if score_s else None}
     return results, stats
 
 

@@ -179,3 +179,30 @@ def replay_learned(obj: np.ndarray, size: np.ndarray, ts: np.ndarray, cdf: np.nd
                    np.ascontiguousarray(edges, np.float64), np.int64(capacity), n_obj, out, int(samples),
                    int(seed), bool(per_byte), bool(admit), float(kappa))
     return out
+
+
+def cdf_at(cdf: np.ndarray, x: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Vectorised :func:`_cdf`: row i's F at ``x[i]`` seconds (linear in log time between edges)."""
+    cdf, x = np.asarray(cdf, np.float64), np.asarray(x, np.float64)
+    n, m = cdf.shape
+    out = np.zeros(n)
+    rows = np.arange(n)
+    low = (x > 0) & (x <= edges[0])
+    out[low] = cdf[low, 0] * x[low] / edges[0]
+    high = x >= edges[-1]
+    out[high] = cdf[high, m - 1]
+    mid = ~low & ~high & (x > 0)
+    b = np.clip(np.searchsorted(edges, x[mid], side="left"), 1, m - 1)
+    le = np.log(edges)
+    w = (np.log(x[mid]) - le[b - 1]) / (le[b] - le[b - 1])
+    r = rows[mid]
+    out[mid] = cdf[r, b - 1] + w * (cdf[r, b] - cdf[r, b - 1])
+    return out
+
+
+def value_now(cdf: np.ndarray, elapsed: np.ndarray, horizon: float, edges: np.ndarray) -> np.ndarray:
+    """P(read again within ``horizon`` s | not read in the ``elapsed`` s since the request), per row."""
+    f_e = cdf_at(cdf, elapsed, edges)
+    alive = 1.0 - f_e
+    f_h = cdf_at(cdf, np.asarray(elapsed, np.float64) + horizon, edges)
+    return np.where(alive > 1e-9, (f_h - f_e) / np.maximum(alive, 1e-9), 0.0)

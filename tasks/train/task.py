@@ -209,6 +209,16 @@ def feature_defaults(cols: Sequence[str], x_train: np.ndarray | None = None) -> 
     return out
 
 
+def _next_gap(store: Store, args: argparse.Namespace) -> int:
+    from smartcache.tasks.train.nextgap import NextGapConfig
+    from smartcache.tasks.train.trace import train_on_features
+    cfg = NextGapConfig(seed=args.seed, epochs=args.epochs or NextGapConfig.epochs, verbose=2 if args.verbose else 0)
+    model = train_on_features(store, args.features, args.name, val_fraction=args.val_fraction, cfg=cfg,
+                              run_id=args.run_id)
+    print(json.dumps({"model": model.ref, "stage": model.stage, **model.metrics}, sort_keys=True))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m smartcache.tasks.train", description=__doc__.split("\n")[0])
     ap.add_argument("--catalog-url", required=True)
@@ -219,19 +229,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--decay-days", type=float,
                     help="time discount of scores in the cache policy (default: the horizon)")
     ap.add_argument("--seed", type=int, default=FitConfig.seed)
-    ap.add_argument("--epochs", type=int, default=FitConfig.epochs, help="maximum epochs (early stopping)")
+    ap.add_argument("--epochs", type=int, help="maximum epochs (early stopping; default: the kind's own)")
     ap.add_argument("--patience", type=int, default=FitConfig.patience)
     ap.add_argument("--batch-size", type=int, default=FitConfig.batch_size)
     ap.add_argument("--max-train-rows", type=int, default=DEFAULT_MAX_TRAIN_ROWS, help="0 = all")
     ap.add_argument("--val-fraction", type=float, default=0.2)
+    ap.add_argument("--kind", choices=("next-gap", "reuse"), default="next-gap",
+                    help="next-gap: the next-read model on the window's request trace (default); "
+                         "reuse: the older p(read again within the horizon) model on the feature table")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    cfg = FitConfig(seed=args.seed, epochs=args.epochs, patience=args.patience, batch_size=args.batch_size,
+    cfg = FitConfig(seed=args.seed, epochs=args.epochs or FitConfig.epochs, patience=args.patience, batch_size=args.batch_size,
                     verbose=2 if args.verbose else 0)
     try:
         store = open_store(args.catalog_url)
         try:
+            if args.kind == "next-gap":
+                return _next_gap(store, args)
             res = train(store, args.features, args.name, horizon=args.horizon, cfg=cfg,
                         val_fraction=args.val_fraction, max_train_rows=args.max_train_rows or None,
                         run_id=args.run_id, decay_days=args.decay_days)

@@ -115,7 +115,7 @@ def train_on_trace(store: Store, trace: Trace, name: str, source: TraceSource, *
     with tempfile.TemporaryDirectory(prefix="smartcache-train-") as tmp:
         artifacts = _export(fitted.model, name, Path(workdir or tmp), source)
     diff, probs = _agreement(artifacts["tflite"], fitted.model, x[cut:])
-    metrics = {**validation_metrics(probs, mask[cut:]), "n_train": int(cut), "n_val": int(len(x) - cut),
+    metrics = {**validation_metrics(probs, mask[cut:], prior(mask[:cut])), "n_train": int(cut), "n_val": int(len(x) - cut),
                "epochs": fitted.epochs_run, "best_epoch": fitted.best_epoch,
                "fit_seconds": round(fitted.seconds, 2), "seconds": round(time.perf_counter() - t_start, 2),
                "tflite_max_abs_diff": diff, "train_from": _iso(float(ts[0])), "until": _iso(until),
@@ -149,11 +149,24 @@ def _agreement(tflite: bytes, model, x_val: np.ndarray) -> tuple[float, np.ndarr
     return diff, probs
 
 
-def validation_metrics(probs: np.ndarray, mask: np.ndarray) -> dict:
-    """Held-out censored log-likelihood, and AUC of P(next read within 1 h / 1 d / 7 d) where it is known."""
+def prior(mask: np.ndarray) -> np.ndarray:
+    """Class frequencies of training rows (a censored row spread over the classes it allows): the baseline."""
+    share = mask / np.maximum(mask.sum(axis=1, keepdims=True), 1e-9)
+    q = share.sum(axis=0) + 1.0
+    return q / q.sum()
+
+
+def _nll(probs: np.ndarray, mask: np.ndarray) -> float:
+    return float(-np.mean(np.log(np.sum(probs * mask, axis=1) + 1e-7))) if len(probs) else 0.0
+
+
+def validation_metrics(probs: np.ndarray, mask: np.ndarray, base: np.ndarray | None = None) -> dict:
+    """Held-out censored log-likelihood (and that of the class prior ``base``: a model that learned nothing),
+    and AUC of P(next read within 1 h / 1 d / 7 d) where it is known."""
     from smartcache.tasks.train.data import roc_auc
-    nll = float(-np.mean(np.log(np.sum(probs * mask, axis=1) + 1e-7))) if len(probs) else 0.0
-    out = {"val_nll": round(nll, 5)}
+    out = {"val_nll": round(_nll(probs, mask), 5)}
+    if base is not None:
+        out["val_nll_prior"] = round(_nll(np.broadcast_to(base, mask.shape), mask), 5)
     cdf = np.cumsum(probs[:, :-1], axis=1)
     known = mask.sum(axis=1) == 1
     cls = np.argmax(mask, axis=1)
@@ -165,3 +178,31 @@ def validation_metrics(probs: np.ndarray, mask: np.ndarray) -> dict:
         if 0 < y.sum() < len(y):
             out[f"auc_{label}"] = round(float(roc_auc(y, cdf[known, j])), 5)
     return out
+
+
+def held_out_start(trace: Trace, val_fraction: float) -> float:
+    """UTC midnight of the first of the last ``val_fraction`` of the trace's days (the held-out days)."""
+    days = np.unique(np.floor_divide(trace.ts, DAY).astype(np.int64))
+    if len(days) < 2:
+        raise Invalid("the trace spans less than two days: nothing to hold out")
+    n_val = min(max(1, int(np.ceil(len(days) * val_fraction))), len(days) - 1)
+    return float(days[-n_val] * DAY)
+
+
+def train_on_features(store: Store, features: str, name: str, *, val_fraction: float = 0.2,
+                      cfg: NG.NextGapConfig = NG.NextGapConfig(), run_id: int | None = None) -> Model:
+    """The pipeline's train node: the approximate trace the feature step wrote, held-out days excluded."""
+    import pyarrow.parquet as pq
+
+    from smartcache.tasks.common.trace import trace_from_table
+    from smartcache.tasks.features.table import local_path
+
+    meta = store.get_dataset(features).meta
+    if not meta.get("trace"):
+        raise Invalid(f"{features} has no request trace (built by an older feature step): rebuild the features, "
+                      "or train the daily model with --kind reuse")
+    ds = store.get_dataset(meta["trace"])
+    trace = trace_from_table(pq.read_table(local_path(ds.uri)), source=ds.name)
+    until = held_out_start(trace, val_fraction)
+    return train_on_trace(store, trace, name, TraceSource(ds.name, f"{ds.name} (approximate trace of the reduced logs)"),
+                          until=until, cfg=cfg, run_id=run_id)
