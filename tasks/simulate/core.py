@@ -131,7 +131,7 @@ def replay(trace: Trace, policy: str, capacity: int, *, scores: np.ndarray | Nex
             raise SmartcacheError("the model policy needs one score per request (a scorer, or a score column)")
         if isinstance(scores, NextGapScores):
             L.learned_kernel(obj, size, trace.ts, scores.cdf, scores.edges, cap, n_obj, out, L.DEFAULT_SAMPLES, 0,
-                             True, True, 1.0)
+                             True, True, 1.0, _NO_USED)
             return out
         K.priority_kernel(obj, size, cap, n_obj, out, K.MODEL_MODE, np.ascontiguousarray(scores, np.float64),
                           float(threshold), bool(aging))
@@ -141,6 +141,7 @@ def replay(trace: Trace, policy: str, capacity: int, *, scores: np.ndarray | Nex
 
 
 _NO_SCORES = np.zeros(1, np.float64)
+_NO_USED = np.zeros(0, np.int64)
 
 
 def day_metrics(trace: Trace, status: np.ndarray, counted: np.ndarray | None = None

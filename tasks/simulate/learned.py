@@ -69,8 +69,12 @@ def _xorshift(state):
 
 
 @njit(cache=True, nogil=True)
-def learned_kernel(obj, size, ts, cdf, edges, capacity, n_obj, out, samples, seed, per_byte, admit, kappa):
-    """Replay with the learned policy; ``cdf[i]`` is request i's F at ``edges`` (see the module doc)."""
+def learned_kernel(obj, size, ts, cdf, edges, capacity, n_obj, out, samples, seed, per_byte, admit, kappa, used_out):
+    """Replay with the learned policy; ``cdf[i]`` is request i's F at ``edges`` (see the module doc).
+
+    ``used_out`` (length n, or 0 to skip) receives the bytes in the cache after each request.
+    """
+    record = used_out.shape[0] > 0
     log_edges = np.log(edges)
     members = np.empty(n_obj, np.int64)     # cached objects, dense (sampling in O(1))
     mpos = np.full(n_obj, -1, np.int64)
@@ -93,10 +97,14 @@ def learned_kernel(obj, size, ts, cdf, edges, capacity, n_obj, out, samples, see
             out[i] = HIT
             row[o] = i
             last_t[o] = t
+            if record:
+                used_out[i] = used
             continue
         s = size[i]
         if s > capacity:
             out[i] = MISS
+            if record:
+                used_out[i] = used
             continue
         # the cache's turnover time: capacity / byte insertion rate over the last RING insertions
         horizon = 86400.0
@@ -142,6 +150,8 @@ def learned_kernel(obj, size, ts, cdf, edges, capacity, n_obj, out, samples, see
                 n += 1
                 used += stored[v]
             out[i] = MISS
+            if record:
+                used_out[i] = used
             continue
         members[n] = o
         mpos[o] = n
@@ -158,6 +168,8 @@ def learned_kernel(obj, size, ts, cdf, edges, capacity, n_obj, out, samples, see
         ring_sum += s
         ring_n += 1
         out[i] = INSERT
+        if record:
+            used_out[i] = used
 
 
 def cumulative(probs: np.ndarray) -> np.ndarray:
@@ -168,7 +180,7 @@ def cumulative(probs: np.ndarray) -> np.ndarray:
 
 def replay_learned(obj: np.ndarray, size: np.ndarray, ts: np.ndarray, cdf: np.ndarray, edges: np.ndarray,
                    capacity: int, *, samples: int = DEFAULT_SAMPLES, seed: int = 0, per_byte: bool = True,
-                   admit: bool = True, kappa: float = 1.0) -> np.ndarray:
+                   admit: bool = True, kappa: float = 1.0, used_out: np.ndarray | None = None) -> np.ndarray:
     """Statuses (``MISS|INSERT|HIT``) of every request under the learned policy."""
     out = np.empty(len(obj), np.int8)
     if len(obj) == 0:
@@ -177,7 +189,8 @@ def replay_learned(obj: np.ndarray, size: np.ndarray, ts: np.ndarray, cdf: np.nd
     learned_kernel(np.ascontiguousarray(obj, np.int64), np.ascontiguousarray(size, np.int64),
                    np.ascontiguousarray(ts, np.float64), np.ascontiguousarray(cdf, np.float64),
                    np.ascontiguousarray(edges, np.float64), np.int64(capacity), n_obj, out, int(samples),
-                   int(seed), bool(per_byte), bool(admit), float(kappa))
+                   int(seed), bool(per_byte), bool(admit), float(kappa),
+                   np.zeros(0, np.int64) if used_out is None else used_out)
     return out
 
 
