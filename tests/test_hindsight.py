@@ -12,7 +12,7 @@ from smartcache.tasks.features import online as O
 from smartcache.tasks.simulate import hindsight as H
 from smartcache.tasks.simulate import kernels as K
 from smartcache.tasks.simulate.core import replay
-from smartcache.tasks.simulate.learned import cdf_at, cumulative, replay_learned, value_now
+from smartcache.tasks.simulate.learned import cdf_at, replay_learned, value_now
 from smartcache.tasks.simulate.synth import synthetic_trace
 
 LFN = "/store/mc/Camp/Prim{d}/MINIAODSIM/v1/0000/{f}.root"
@@ -146,11 +146,11 @@ def test_cdf_interpolation_and_conditional_value():
 def test_learned_kernel_is_exact_and_deterministic():
     tr = synthetic_trace(20_000, 2_000, seed=5)
     gap = H.next_gap(tr)
-    cdf = cumulative(H.gap_buckets(gap, np.full(len(tr), np.inf)))     # perfect knowledge of the class
+    probs = H.gap_buckets(gap, np.full(len(tr), np.inf))     # perfect knowledge of the class
     cap = int(tr.working_set() * 0.05)
     used = np.zeros(len(tr), np.int64)
-    a = replay_learned(tr.obj, tr.size, tr.ts, cdf, H.GAP_EDGES, cap, used_out=used)
-    b = replay_learned(tr.obj, tr.size, tr.ts, cdf, H.GAP_EDGES, cap)
+    a = replay_learned(tr.obj, tr.size, tr.ts, probs, H.GAP_EDGES, cap, used_out=used)
+    b = replay_learned(tr.obj, tr.size, tr.ts, probs, H.GAP_EDGES, cap)
     assert (a == b).all(), "same inputs, same seed: the same decisions"
     assert used.max() <= cap and (used > 0).all()
     # an insert adds the file; a hit or a miss that stored nothing leaves at most evictions (never growth)
@@ -170,13 +170,13 @@ def test_learned_kernel_is_exact_and_deterministic():
 def test_learned_kernel_admits_only_what_beats_its_victim():
     """A newcomer predicted never to come back does not push out a file predicted back soon."""
     edges = H.GAP_EDGES
-    soon = np.full(len(edges), 1.0)          # back within 10 minutes, surely
-    never = np.zeros(len(edges))             # never back
+    soon = np.eye(len(edges) + 1)[0]         # back within 10 minutes, surely
+    never = np.eye(len(edges) + 1)[-1]       # never back
     obj = np.array([0, 1, 0])
     ts = np.array([0.0, 1.0, 2.0])
     size = np.array([10, 10, 10])
-    cdf = np.stack([soon, never, soon])
-    st = replay_learned(obj, size, ts, cdf, edges, 10)
+    probs = np.stack([soon, never, soon])
+    st = replay_learned(obj, size, ts, probs, edges, 10)
     assert st.tolist() == [K.INSERT, K.MISS, K.HIT]
-    st = replay_learned(obj, size, ts, cdf, edges, 10, admit=False)
+    st = replay_learned(obj, size, ts, probs, edges, 10, admit=False)
     assert st.tolist() == [K.INSERT, K.INSERT, K.INSERT]     # the newcomer went in; file 0 had to come back

@@ -238,14 +238,32 @@ def trace_slots(trace) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
 
     site = trace.site.astype(np.int64)
     n_sites = max(len(trace.sites), 1)
-    f_key = trace.obj * n_sites + site
-    f_uniq, f_slot = np.unique(f_key, return_inverse=True)
+    f_slot, nf = _dense(trace.obj * n_sites + site, max(trace.n_obj, 1) * n_sites)
     ds = pc.dictionary_encode(dataset_from_lfn(trace.lfns)) if trace.n_obj else None
     ds_of_obj = np.asarray(ds.indices.to_numpy(zero_copy_only=False), np.int64) if ds is not None \
         else np.zeros(0, np.int64)
     d_key = ds_of_obj[trace.obj] * n_sites + site
-    d_uniq, d_slot = np.unique(d_key, return_inverse=True)
-    return f_slot.astype(np.int64), d_slot.astype(np.int64), site, len(f_uniq), len(d_uniq)
+    d_slot, nd = _dense(d_key, (int(ds_of_obj.max()) + 1 if len(ds_of_obj) else 1) * n_sites)
+    return f_slot, d_slot, site, nf, nd
+
+
+@njit(cache=True, nogil=True)
+def _dense_kernel(keys, first, out):
+    n = 0
+    for i in range(keys.shape[0]):
+        k = keys[i]
+        if first[k] < 0:
+            first[k] = n
+            n += 1
+        out[i] = first[k]
+    return n
+
+
+def _dense(keys: np.ndarray, n_keys: int) -> tuple[np.ndarray, int]:
+    """Dense ids 0..n-1 in order of first appearance for keys in [0, n_keys): one pass, no sort."""
+    out = np.empty(len(keys), np.int64)
+    n = _dense_kernel(np.ascontiguousarray(keys, np.int64), np.full(n_keys, -1, np.int64), out)
+    return out, int(n)
 
 
 def tier_codes(trace) -> np.ndarray:

@@ -111,15 +111,16 @@ class Scorer:
     def score_trace(self, table) -> np.ndarray:
         """Scores of every request of a trace table, from past-only features built over it.
 
-        A next-gap model gives its cumulative distribution at its ``gap_edges``, ``[n, len(edges)]``.
+        A next-gap model takes a table or a :class:`~smartcache.tasks.common.trace.Trace` and gives its class
+        probabilities, ``[n, len(gap_edges) + 1]``.
         """
         if self.kind == "next-gap":
             from smartcache.tasks.common.trace import trace_from_table
             from smartcache.tasks.features.online import trace_features
-            from smartcache.tasks.simulate.learned import cumulative
-            if table.num_rows == 0:
-                return np.zeros((0, len(self.gap_edges)))
-            return cumulative(self.predict_all(trace_features(trace_from_table(table, "requests"))))
+            if len(table) == 0:
+                return np.zeros((0, len(self.gap_edges) + 1), np.float32)
+            trace = trace_from_table(table, "requests") if hasattr(table, "column_names") else table
+            return self.predict_all(trace_features(trace))
         from smartcache.tasks.features.task import trace_feature_matrix
         try:
             x = trace_feature_matrix(table, self.input_features)
@@ -128,7 +129,7 @@ class Scorer:
         return self.predict(x)
 
     def __call__(self, x) -> np.ndarray:
-        if hasattr(x, "column_names"):  # a pyarrow Table: a trace
+        if hasattr(x, "column_names") or hasattr(x, "lfns"):  # a pyarrow Table or a Trace: requests
             return self.score_trace(x)
         return self.predict(x)
 

@@ -130,7 +130,7 @@ def replay(trace: Trace, policy: str, capacity: int, *, scores: np.ndarray | Nex
         if scores is None or len(scores) != len(trace):
             raise SmartcacheError("the model policy needs one score per request (a scorer, or a score column)")
         if isinstance(scores, NextGapScores):
-            L.learned_kernel(obj, size, trace.ts, scores.cdf, scores.edges, cap, n_obj, out, L.DEFAULT_SAMPLES, 0,
+            L.learned_kernel(obj, size, trace.ts, scores.probs, scores.edges, cap, n_obj, out, L.DEFAULT_SAMPLES, 0,
                              True, True, 1.0, _NO_USED)
             return out
         K.priority_kernel(obj, size, cap, n_obj, out, K.MODEL_MODE, np.ascontiguousarray(scores, np.float64),

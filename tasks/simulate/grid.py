@@ -49,7 +49,7 @@ def run_grid(trace: Trace, policies: Sequence[str] | str, cache_sizes: Sequence[
             for policy in policies:
                 scores, thr = None, 0.5 if threshold is None else threshold
                 if policy.startswith("model:"):
-                    scores = score_requests(scorers[policy], sub.table())
+                    scores = score_requests(scorers[policy], sub)
                     thr = threshold_of(scorers[policy]) if threshold is None else threshold
                 for size in sizes:
                     r = simulate(sub, policy, size, site=site, scores=scores, threshold=thr, aging=aging,

@@ -1,8 +1,9 @@
 """The learned cache policy: evict what is predicted back last, admit only what is predicted back sooner.
 
 The model gives, at every request, a distribution of the time until the same file is read again at the
-site (classes over log-spaced gaps, :data:`~smartcache.tasks.simulate.hindsight.GAP_EDGES`): for each
-request a row of its cumulative distribution ``F`` at the class edges. A cached file last read ``e``
+site (class probabilities over log-spaced gaps, :data:`~smartcache.tasks.simulate.hindsight.GAP_EDGES`;
+the last class is "later or never"), whose cumulative distribution ``F`` at the class edges the kernel
+keeps for each cached file. A cached file last read ``e``
 seconds ago is worth the probability that it is read again within the cache's horizon ``T``, knowing it
 has not been read since: ``(F(e + T) - F(e)) / (1 - F(e))`` -- a file past the time it was expected back
 loses its value, as in hindsight it would have been evicted. ``T`` is the cache's own turnover time, the
@@ -33,7 +34,7 @@ DEFAULT_SAMPLES = 16      # measured: 8..64 samples give byte hit ratios within 
 
 @njit(cache=True, nogil=True, inline="always")
 def _cdf(cdf, r, x, edges, log_edges):
-    """F(x) of request ``r``'s distribution."""
+    """F(x) of row ``r`` of ``cdf`` (F at the edges)."""
     if x <= 0.0:
         return 0.0
     m = edges.shape[0]
@@ -59,6 +60,14 @@ def _value(cdf, r, e, horizon, edges, log_edges):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _set_cdf(dst, o, probs, i, m):
+    acc = 0.0
+    for j in range(m):
+        acc += probs[i, j]
+        dst[o, j] = min(acc, 1.0)
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _xorshift(state):
     x = state[0]
     x ^= (x << np.uint64(13)) & np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -69,16 +78,21 @@ def _xorshift(state):
 
 
 @njit(cache=True, nogil=True)
-def learned_kernel(obj, size, ts, cdf, edges, capacity, n_obj, out, samples, seed, per_byte, admit, kappa, used_out):
-    """Replay with the learned policy; ``cdf[i]`` is request i's F at ``edges`` (see the module doc).
+def learned_kernel(obj, size, ts, probs, edges, capacity, n_obj, out, samples, seed, per_byte, admit, kappa,
+                   used_out):
+    """Replay with the learned policy; ``probs[i]`` are request i's class probabilities (see the module doc).
 
     ``used_out`` (length n, or 0 to skip) receives the bytes in the cache after each request.
     """
     record = used_out.shape[0] > 0
     log_edges = np.log(edges)
+    m = edges.shape[0]
+    # F at the edges of each cached object's latest request, kept per object: eviction samples touch
+    # n_obj x m floats (cache-friendly), not the n_requests rows of ``probs``
+    ocdf = np.zeros((n_obj, m), np.float32)
+    new_row = np.zeros((1, m), np.float32)
     members = np.empty(n_obj, np.int64)     # cached objects, dense (sampling in O(1))
     mpos = np.full(n_obj, -1, np.int64)
-    row = np.zeros(n_obj, np.int64)          # latest request of each cached object
     last_t = np.zeros(n_obj)
     stored = np.zeros(n_obj, np.int64)
     ring_t = np.zeros(RING)
@@ -95,7 +109,7 @@ def learned_kernel(obj, size, ts, cdf, edges, capacity, n_obj, out, samples, see
         t = ts[i]
         if mpos[o] >= 0:
             out[i] = HIT
-            row[o] = i
+            _set_cdf(ocdf, o, probs, i, m)
             last_t[o] = t
             if record:
                 used_out[i] = used
@@ -113,7 +127,8 @@ def learned_kernel(obj, size, ts, cdf, edges, capacity, n_obj, out, samples, see
             span = t - oldest
             if span > 0 and ring_sum > 0:
                 horizon = kappa * capacity * span / ring_sum
-        v_new = _value(cdf, i, 0.0, horizon, edges, log_edges)
+        _set_cdf(new_row, 0, probs, i, m)
+        v_new = _value(new_row, 0, 0.0, horizon, edges, log_edges)
         if not per_byte:
             v_new /= max(s, 1)
         nv = 0
@@ -124,7 +139,7 @@ def learned_kernel(obj, size, ts, cdf, edges, capacity, n_obj, out, samples, see
             k = samples if samples < n else n
             for _ in range(k):
                 c = members[_xorshift(rng) % np.uint64(n)]
-                v = _value(cdf, row[c], t - last_t[c], horizon, edges, log_edges)
+                v = _value(ocdf, c, t - last_t[c], horizon, edges, log_edges)
                 if not per_byte:
                     v /= max(stored[c], 1)
                 if v < best_v or (v == best_v and last_t[c] < last_t[best]):
@@ -158,7 +173,8 @@ def learned_kernel(obj, size, ts, cdf, edges, capacity, n_obj, out, samples, see
         n += 1
         stored[o] = s
         used += s
-        row[o] = i
+        for j in range(m):
+            ocdf[o, j] = new_row[0, j]
         last_t[o] = t
         slot = ring_n % RING
         if ring_n >= RING:
@@ -178,16 +194,16 @@ def cumulative(probs: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.clip(c, 0.0, 1.0))
 
 
-def replay_learned(obj: np.ndarray, size: np.ndarray, ts: np.ndarray, cdf: np.ndarray, edges: np.ndarray,
+def replay_learned(obj: np.ndarray, size: np.ndarray, ts: np.ndarray, probs: np.ndarray, edges: np.ndarray,
                    capacity: int, *, samples: int = DEFAULT_SAMPLES, seed: int = 0, per_byte: bool = True,
                    admit: bool = True, kappa: float = 1.0, used_out: np.ndarray | None = None) -> np.ndarray:
-    """Statuses (``MISS|INSERT|HIT``) of every request under the learned policy."""
+    """Statuses (``MISS|INSERT|HIT``) of every request under the learned policy (``probs``: ``[n, C]``)."""
     out = np.empty(len(obj), np.int8)
     if len(obj) == 0:
         return out
     n_obj = int(obj.max()) + 1
     learned_kernel(np.ascontiguousarray(obj, np.int64), np.ascontiguousarray(size, np.int64),
-                   np.ascontiguousarray(ts, np.float64), np.ascontiguousarray(cdf, np.float64),
+                   np.ascontiguousarray(ts, np.float64), np.ascontiguousarray(probs, np.float32),
                    np.ascontiguousarray(edges, np.float64), np.int64(capacity), n_obj, out, int(samples),
                    int(seed), bool(per_byte), bool(admit), float(kappa),
                    np.zeros(0, np.int64) if used_out is None else used_out)

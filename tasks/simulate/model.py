@@ -1,6 +1,7 @@
 """How a trained model plugs into the cache simulator.
 
-A :data:`Scorer` is any callable that takes a batch of requests -- a ``pyarrow.Table`` with the trace
+A :data:`Scorer` is any callable that takes a batch of requests -- a ``pyarrow.Table`` (or, for next-read
+models, the :class:`~smartcache.tasks.common.trace.Trace` itself) with the trace
 columns ``timestamp`` (float64 epoch s), ``site``, ``lfn`` (strings) and ``size`` (int64 bytes), in time
 order -- and returns one float per row: the model's probability that the file is read again soon at that
 site, given what was known at that request. The simulator calls it once per site with the site's whole
@@ -44,15 +45,16 @@ Scorer = Callable[[pa.Table], np.ndarray]
 
 @dataclass(frozen=True)
 class NextGapScores:
-    """A next-read model's answer for a replay: per request, F(edge) for each of ``edges`` (seconds).
+    """A next-read model's answer for a replay: per request, the probabilities of the next-gap classes.
 
-    The model kernel (:mod:`.learned`) evicts and admits by it (see that module)."""
+    Class j < len(edges) is "the next read within ``edges[j]`` seconds (and after the previous edge)", the
+    last class "later or never". The model kernel (:mod:`.learned`) evicts and admits by it."""
 
-    cdf: np.ndarray      # float64 [n, len(edges)], non-decreasing along a row
+    probs: np.ndarray    # float32 [n, len(edges) + 1], rows sum to 1
     edges: np.ndarray    # float64 seconds
 
     def __len__(self) -> int:
-        return int(self.cdf.shape[0])
+        return int(self.probs.shape[0])
 
 
 class ScoringUnavailable(SmartcacheError):
@@ -99,19 +101,23 @@ def decay_of(scorer: Scorer | None) -> float | None:
     return value if value is not None and value > 0 else None
 
 
-def score_requests(scorer: Scorer, requests: pa.Table) -> np.ndarray | NextGapScores:
+def score_requests(scorer: Scorer, requests) -> np.ndarray | NextGapScores:
     """Call ``scorer`` and check its answer: one finite float per request.
 
     For a scorer with a decay (see the module doc), ``[n, 2]``: the scores and each request's time in
     units of the decay (from the first request), which the model kernel turns into priorities.
     """
     if getattr(scorer, "kind", None) == "next-gap":
-        cdf = np.asarray(scorer(requests), dtype=np.float64)
+        # a next-read scorer takes the Trace itself (no round trip through a table of strings)
+        probs = np.asarray(scorer(requests), dtype=np.float32)
         edges = np.asarray(getattr(scorer, "gap_edges"), np.float64)
-        if cdf.shape != (requests.num_rows, len(edges)) or not np.isfinite(cdf).all():
-            raise SmartcacheError(f"the next-gap scorer returned {cdf.shape} values for {requests.num_rows} "
-                                  f"requests and {len(edges)} edges")
-        return NextGapScores(np.ascontiguousarray(cdf), edges)
+        n = len(requests) if not hasattr(requests, "num_rows") else requests.num_rows
+        if probs.shape != (n, len(edges) + 1) or not np.isfinite(probs).all():
+            raise SmartcacheError(f"the next-gap scorer returned {probs.shape} values for {n} requests and "
+                                  f"{len(edges) + 1} classes")
+        return NextGapScores(np.ascontiguousarray(probs), edges)
+    if not hasattr(requests, "num_rows"):
+        requests = requests.table()
     scores = np.asarray(scorer(requests), dtype=np.float64).reshape(-1)
     if scores.shape[0] != requests.num_rows:
         raise SmartcacheError(f"the scorer returned {scores.shape[0]} scores for {requests.num_rows} requests")
