@@ -9,3 +9,8 @@ as catalog datasets. :mod:`.table` reads a feature table back. ``python -m smart
 from smartcache.tasks.features.daily import EXTRA_COLUMNS, FEATURE_COLUMNS, LABEL_COLUMNS, compute_features
 from smartcache.tasks.features.requests import request_features, trace_feature_matrix
 from smartcache.tasks.features.task import FeaturesResult, build_features, main
+
+__all__ = [
+    "EXTRA_COLUMNS", "FEATURE_COLUMNS", "FeaturesResult", "LABEL_COLUMNS", "build_features", "compute_features",
+    "main", "request_features", "trace_feature_matrix"
+]

@@ -16,3 +16,8 @@ from smartcache.tasks.generate.task import (
     month_window,
     reuse_ceiling,
 )
+
+__all__ = [
+    "GenerateResult", "GeneratorError", "GeneratorParams", "RegionSpec", "SiteSpec", "TierSpec", "generate_day",
+    "generate_logs", "main", "month_window", "reuse_ceiling"
+]

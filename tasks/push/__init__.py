@@ -7,3 +7,7 @@ catalog. ``python -m smartcache.tasks.push``.
 
 from smartcache.tasks.push.backends import Destination, PushError, open_destination
 from smartcache.tasks.push.task import main, push_placement, push_sites
+
+__all__ = [
+    "Destination", "PushError", "main", "open_destination", "push_placement", "push_sites"
+]

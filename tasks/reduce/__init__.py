@@ -11,3 +11,8 @@ from smartcache.tasks.reduce.readers import list_partitions, partition_day, read
 from smartcache.tasks.reduce.report import ReadReport, SourceError
 from smartcache.tasks.reduce.task import PartitionResult, ReduceResult, main, reduce_partitions
 from smartcache.tasks.reduce.trace import export_trace
+
+__all__ = [
+    "PartitionResult", "ReadReport", "ReduceResult", "SourceError", "export_trace", "list_partitions", "main",
+    "partition_day", "read_partition", "read_table", "reduce_partitions"
+]

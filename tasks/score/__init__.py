@@ -7,3 +7,7 @@ use) and the latest day of a feature table. Out: per site a ranked list cut to t
 
 from smartcache.tasks.score.scorer import Scorer, load_scorer, parse_ref
 from smartcache.tasks.score.task import main, score_sites
+
+__all__ = [
+    "Scorer", "load_scorer", "main", "parse_ref", "score_sites"
+]

@@ -3,7 +3,7 @@
 The model scored each file's latest request (features as of that read, see
 :mod:`smartcache.tasks.features.online`); at the end of the window, ``elapsed`` seconds later, the file is
 worth the probability that it is read again within ``horizon`` knowing it has not been read since -- the
-value the learned cache kernel evicts by (:func:`smartcache.tasks.simulate.learned.value_now`).
+value the learned cache kernel evicts by (:func:`smartcache.tasks.common.nextgap.value_now`).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from smartcache.tasks.common.nextgap import cumulative, value_now
 from smartcache.tasks.common.trace import Trace
 from smartcache.tasks.features.online import trace_features
-from smartcache.tasks.simulate.learned import cumulative, value_now
 
 DEFAULT_HORIZON_S = 3 * 86400.0
 

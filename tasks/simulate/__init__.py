@@ -10,3 +10,7 @@ per policy), :mod:`.oracle` libCacheSim's trace format, :mod:`.synth` synthetic 
 
 from smartcache.tasks.simulate.core import POLICIES, Metrics, SimResult, parse_policies, replay, simulate
 from smartcache.tasks.simulate.grid import gap_closed, run_grid, totals
+
+__all__ = [
+    "Metrics", "POLICIES", "SimResult", "gap_closed", "parse_policies", "replay", "run_grid", "simulate", "totals"
+]

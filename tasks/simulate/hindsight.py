@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from smartcache.tasks.common.nextgap import GAP_EDGES, N_CLASSES  # noqa: F401 - the classes it labels
 from smartcache.tasks.common.trace import Trace
 from smartcache.tasks.simulate import kernels as K
 
@@ -25,10 +26,6 @@ except ImportError:  # pragma: no cover
     def njit(*args, **kwargs):
         return args[0] if args and callable(args[0]) else (lambda f: f)
 
-HOUR, DAY = 3600.0, 86400.0
-# upper edges of the next-gap classes; the last class is "later than the last edge, or never"
-GAP_EDGES = np.array([600.0, HOUR, 3 * HOUR, 12 * HOUR, DAY, 2 * DAY, 4 * DAY, 8 * DAY, 16 * DAY, 32 * DAY])
-N_CLASSES = len(GAP_EDGES) + 1
 
 
 def site_file_ids(trace: Trace) -> np.ndarray:

@@ -1,7 +1,7 @@
 """The learned cache policy: evict what is predicted back last, admit only what is predicted back sooner.
 
 The model gives, at every request, a distribution of the time until the same file is read again at the
-site (class probabilities over log-spaced gaps, :data:`~smartcache.tasks.simulate.hindsight.GAP_EDGES`;
+site (class probabilities over log-spaced gaps, :data:`~smartcache.tasks.common.nextgap.GAP_EDGES`;
 the last class is "later or never"), whose cumulative distribution ``F`` at the class edges the kernel
 keeps for each cached file. A cached file last read ``e``
 seconds ago is worth the probability that it is read again within the cache's horizon ``T``, knowing it
@@ -20,6 +20,8 @@ stored in free space; otherwise it is admitted only if it is worth more than eac
 from __future__ import annotations
 
 import numpy as np
+
+from smartcache.tasks.common.nextgap import cdf_at, cumulative, value_now  # noqa: F401 - the kernel's twins
 
 try:
     from numba import njit
@@ -188,12 +190,6 @@ def learned_kernel(obj, size, ts, probs, edges, capacity, n_obj, out, samples, s
             used_out[i] = used
 
 
-def cumulative(probs: np.ndarray) -> np.ndarray:
-    """Class probabilities ``[n, C]`` -> the CDF at the ``C - 1`` class edges, float64, monotone."""
-    c = np.cumsum(np.asarray(probs, np.float64)[:, :-1], axis=1)
-    return np.ascontiguousarray(np.clip(c, 0.0, 1.0))
-
-
 def replay_learned(obj: np.ndarray, size: np.ndarray, ts: np.ndarray, probs: np.ndarray, edges: np.ndarray,
                    capacity: int, *, samples: int = DEFAULT_SAMPLES, seed: int = 0, per_byte: bool = True,
                    admit: bool = True, kappa: float = 1.0, used_out: np.ndarray | None = None) -> np.ndarray:
@@ -209,29 +205,3 @@ def replay_learned(obj: np.ndarray, size: np.ndarray, ts: np.ndarray, probs: np.
                    np.zeros(0, np.int64) if used_out is None else used_out)
     return out
 
-
-def cdf_at(cdf: np.ndarray, x: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Vectorised :func:`_cdf`: row i's F at ``x[i]`` seconds (linear in log time between edges)."""
-    cdf, x = np.asarray(cdf, np.float64), np.asarray(x, np.float64)
-    n, m = cdf.shape
-    out = np.zeros(n)
-    rows = np.arange(n)
-    low = (x > 0) & (x <= edges[0])
-    out[low] = cdf[low, 0] * x[low] / edges[0]
-    high = x >= edges[-1]
-    out[high] = cdf[high, m - 1]
-    mid = ~low & ~high & (x > 0)
-    b = np.clip(np.searchsorted(edges, x[mid], side="left"), 1, m - 1)
-    le = np.log(edges)
-    w = (np.log(x[mid]) - le[b - 1]) / (le[b] - le[b - 1])
-    r = rows[mid]
-    out[mid] = cdf[r, b - 1] + w * (cdf[r, b] - cdf[r, b - 1])
-    return out
-
-
-def value_now(cdf: np.ndarray, elapsed: np.ndarray, horizon: float, edges: np.ndarray) -> np.ndarray:
-    """P(read again within ``horizon`` s | not read in the ``elapsed`` s since the request), per row."""
-    f_e = cdf_at(cdf, elapsed, edges)
-    alive = 1.0 - f_e
-    f_h = cdf_at(cdf, np.asarray(elapsed, np.float64) + horizon, edges)
-    return np.where(alive > 1e-9, (f_h - f_e) / np.maximum(alive, 1e-9), 0.0)

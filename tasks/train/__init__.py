@@ -7,3 +7,7 @@ bundle and as a TFLite flatbuffer (the fast form), with params, metrics and line
 """
 
 from smartcache.tasks.train.task import TrainResult, main, train
+
+__all__ = [
+    "TrainResult", "main", "train"
+]

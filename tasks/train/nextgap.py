@@ -2,7 +2,7 @@
 
 Input: the :data:`~smartcache.tasks.features.online.ONLINE_FEATURES` of a request (already log-scaled).
 Output: probabilities of the classes of the time to the next read of the same file at the same site
-(:data:`~smartcache.tasks.simulate.hindsight.GAP_EDGES`: ``<=10 min``, ``<=1 h`` ... ``<=32 d``, later or
+(:data:`~smartcache.tasks.common.nextgap.GAP_EDGES`: ``<=10 min``, ``<=1 h`` ... ``<=32 d``, later or
 never). The graph::
 
     x -> Normalization(mean, variance of the training rows) -> Dense(64, relu) -> Dropout
