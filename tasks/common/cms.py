@@ -14,6 +14,8 @@ An LFN of another shape gets its parent directory as the dataset key and an unkn
 
 from __future__ import annotations
 
+import re
+
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -79,3 +81,22 @@ def site_region(name: str) -> str | None:
     """Country code of a CMS site name: T2_IT_Pisa -> IT."""
     parts = name.split("_")
     return parts[1].upper() if len(parts) >= 3 and parts[0][:1] == "T" else None
+
+
+_CMS_KINDS = ("data", "mc", "hidata", "himc", "relval", "generator")
+_LFN_PY = re.compile(_LFN_RE)
+
+
+def dataset_of(lfn: str) -> str:
+    """:func:`dataset_from_lfn` for one LFN (the inference service's per-request path; the same rules)."""
+    m = _LFN_PY.match(lfn)
+    if m and m.group("kind") in _CMS_KINDS:
+        return f"/{m.group('primary')}/{m.group('a')}-{m.group('ver')}/{m.group('tier')}"
+    return lfn[: lfn.rfind("/")] if "/" in lfn else lfn
+
+
+def tier_code_of(lfn: str) -> int:
+    """``tier_code(tier_from_lfn(...))`` for one LFN."""
+    m = _LFN_PY.match(lfn)
+    tier = m.group("tier") if m else None
+    return TIERS.index(tier) + 1 if tier in TIERS else 0

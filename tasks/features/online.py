@@ -130,85 +130,92 @@ def advance(ts, f_slot, d_slot, s_slot, log_size, tier, f64, f32, d64, d32, s64,
 
     A slot whose ``n`` (files) or ``last_t`` (datasets, sites) is 0 has never been seen.
     """
+    for i in range(ts.shape[0]):
+        step(ts[i], f_slot[i], d_slot[i], s_slot[i], log_size[i], tier[i], f64, f32, d64, d32, s64, s32, fhl, dhl,
+             out[i])
+
+
+@njit(cache=True, nogil=True)
+def step(t, f, d, s, log_size, tier, f64, f32, d64, d32, s64, s32, fhl, dhl, row):
+    """One request: its features into ``row`` (the state before it), then the state updated with it.
+
+    The one definition the simulator, the trainer and the inference service share.
+    """
     ng = N_GAPS
     nf = fhl.shape[0]
     nd = dhl.shape[0]
-    for i in range(ts.shape[0]):
-        t = ts[i]
-        f, d, s = f_slot[i], d_slot[i], s_slot[i]
-        row = out[i]
-        # -- file --------------------------------------------------------------------------
-        n_prev = f32[f, 0]
-        seen = n_prev > 0
-        gap = t - f64[f, 0] if seen else NEVER_S
-        gap = max(gap, 0.0)
-        row[_GAP] = np.log1p(gap)
-        for k in range(1, ng):
-            row[_GAP + k] = np.log1p(f32[f, k]) if n_prev > k else np.log1p(NEVER_S)
-        row[_NPREV] = np.log1p(n_prev)
+    # -- file --------------------------------------------------------------------------
+    n_prev = f32[f, 0]
+    seen = n_prev > 0
+    gap = t - f64[f, 0] if seen else NEVER_S
+    gap = max(gap, 0.0)
+    row[_GAP] = np.log1p(gap)
+    for k in range(1, ng):
+        row[_GAP + k] = np.log1p(f32[f, k]) if n_prev > k else np.log1p(NEVER_S)
+    row[_NPREV] = np.log1p(n_prev)
+    for k in range(nf):
+        row[_EDC + k] = np.log1p(_decay(f32[f, _FE + k], gap, fhl[k]) if seen else 0.0)
+    row[_AGE] = np.log1p(max(t - f64[f, 1], 0.0)) if seen else 0.0
+    # -- dataset -----------------------------------------------------------------------
+    d_seen = d64[d, 0] > 0
+    dgap = max(t - d64[d, 0], 0.0) if d_seen else NEVER_S
+    row[_DSGAP] = np.log1p(dgap)
+    for k in range(nd):
+        row[_DSEDC + k] = np.log1p(_decay(d32[d, 4 + k], dgap, dhl[k]) if d_seen else 0.0)
+    row[_DSFILES] = np.log1p(d32[d, 0])
+    rr = _decay(d32[d, 1], dgap, REREAD_HALF_LIFE) if d_seen else 0.0
+    tot = _decay(d32[d, 2], dgap, REREAD_HALF_LIFE) if d_seen else 0.0
+    row[_DSREREAD] = rr / tot if tot > 1e-6 else 0.0
+    new = _decay(d32[d, 3], dgap, NEW_FILES_HALF_LIFE) if d_seen else 0.0
+    row[_DSNEW] = np.log1p(new)
+    row[_DSAGE] = np.log1p(max(t - d64[d, 1], 0.0)) if d_seen else 0.0
+    # -- site and file ------------------------------------------------------------------
+    s_seen = s64[s, 0] > 0
+    sgap = max(t - s64[s, 0], 0.0)
+    sedc = _decay(s32[s, 0], sgap, SITE_HALF_LIFE) if s_seen else 0.0
+    snew = _decay(s32[s, 1], sgap, SITE_HALF_LIFE) if s_seen else 0.0
+    sday = _decay(s32[s, 2], sgap, 86400.0) if s_seen else 0.0
+    row[_SITE] = np.log1p(sedc)
+    row[_SITENEW] = np.log1p(snew)
+    row[_SITEDAY] = np.log1p(sday)
+    # the time of day and of the week (UTC): people submit work by day and less at weekends
+    phase = 2.0 * np.pi * ((t % 86400.0) / 86400.0)
+    row[_HSIN] = np.sin(phase)
+    row[_HCOS] = np.cos(phase)
+    row[_WEEKEND] = 1.0 if ((t // 86400.0) + 3) % 7 >= 5 else 0.0   # 1970-01-01 was a Thursday
+    row[_SIZE] = log_size
+    row[_TIER] = tier
+    # -- update ------------------------------------------------------------------------
+    if seen:
+        for k in range(ng - 1, 1, -1):
+            f32[f, k] = f32[f, k - 1]
+        if ng > 1:
+            f32[f, 1] = gap
         for k in range(nf):
-            row[_EDC + k] = np.log1p(_decay(f32[f, _FE + k], gap, fhl[k]) if seen else 0.0)
-        row[_AGE] = np.log1p(max(t - f64[f, 1], 0.0)) if seen else 0.0
-        # -- dataset -----------------------------------------------------------------------
-        d_seen = d64[d, 0] > 0
-        dgap = max(t - d64[d, 0], 0.0) if d_seen else NEVER_S
-        row[_DSGAP] = np.log1p(dgap)
+            f32[f, _FE + k] = _decay(f32[f, _FE + k], gap, fhl[k]) + 1.0
+    else:
+        f64[f, 1] = t
+        for k in range(nf):
+            f32[f, _FE + k] = 1.0
+    f32[f, 0] = n_prev + 1.0
+    f64[f, 0] = t
+    if d_seen:
         for k in range(nd):
-            row[_DSEDC + k] = np.log1p(_decay(d32[d, 4 + k], dgap, dhl[k]) if d_seen else 0.0)
-        row[_DSFILES] = np.log1p(d32[d, 0])
-        rr = _decay(d32[d, 1], dgap, REREAD_HALF_LIFE) if d_seen else 0.0
-        tot = _decay(d32[d, 2], dgap, REREAD_HALF_LIFE) if d_seen else 0.0
-        row[_DSREREAD] = rr / tot if tot > 1e-6 else 0.0
-        new = _decay(d32[d, 3], dgap, NEW_FILES_HALF_LIFE) if d_seen else 0.0
-        row[_DSNEW] = np.log1p(new)
-        row[_DSAGE] = np.log1p(max(t - d64[d, 1], 0.0)) if d_seen else 0.0
-        # -- site and file ------------------------------------------------------------------
-        s_seen = s64[s, 0] > 0
-        sgap = max(t - s64[s, 0], 0.0)
-        sedc = _decay(s32[s, 0], sgap, SITE_HALF_LIFE) if s_seen else 0.0
-        snew = _decay(s32[s, 1], sgap, SITE_HALF_LIFE) if s_seen else 0.0
-        sday = _decay(s32[s, 2], sgap, 86400.0) if s_seen else 0.0
-        row[_SITE] = np.log1p(sedc)
-        row[_SITENEW] = np.log1p(snew)
-        row[_SITEDAY] = np.log1p(sday)
-        # the time of day and of the week (UTC): people submit work by day and less at weekends
-        phase = 2.0 * np.pi * ((t % 86400.0) / 86400.0)
-        row[_HSIN] = np.sin(phase)
-        row[_HCOS] = np.cos(phase)
-        row[_WEEKEND] = 1.0 if ((t // 86400.0) + 3) % 7 >= 5 else 0.0   # 1970-01-01 was a Thursday
-        row[_SIZE] = log_size[i]
-        row[_TIER] = tier[i]
-        # -- update ------------------------------------------------------------------------
-        if seen:
-            for k in range(ng - 1, 1, -1):
-                f32[f, k] = f32[f, k - 1]
-            if ng > 1:
-                f32[f, 1] = gap
-            for k in range(nf):
-                f32[f, _FE + k] = _decay(f32[f, _FE + k], gap, fhl[k]) + 1.0
-        else:
-            f64[f, 1] = t
-            for k in range(nf):
-                f32[f, _FE + k] = 1.0
-        f32[f, 0] = n_prev + 1.0
-        f64[f, 0] = t
-        if d_seen:
-            for k in range(nd):
-                d32[d, 4 + k] = _decay(d32[d, 4 + k], dgap, dhl[k]) + 1.0
-        else:
-            d64[d, 1] = t
-            for k in range(nd):
-                d32[d, 4 + k] = 1.0
-        d32[d, 1] = rr + (1.0 if seen else 0.0)
-        d32[d, 2] = tot + 1.0
-        d32[d, 3] = new + (0.0 if seen else 1.0)
-        if not seen:
-            d32[d, 0] += 1.0
-        d64[d, 0] = t
-        s32[s, 0] = sedc + 1.0
-        s32[s, 1] = snew + (0.0 if seen else 1.0)
-        s32[s, 2] = sday + 1.0
-        s64[s, 0] = t
+            d32[d, 4 + k] = _decay(d32[d, 4 + k], dgap, dhl[k]) + 1.0
+    else:
+        d64[d, 1] = t
+        for k in range(nd):
+            d32[d, 4 + k] = 1.0
+    d32[d, 1] = rr + (1.0 if seen else 0.0)
+    d32[d, 2] = tot + 1.0
+    d32[d, 3] = new + (0.0 if seen else 1.0)
+    if not seen:
+        d32[d, 0] += 1.0
+    d64[d, 0] = t
+    s32[s, 0] = sedc + 1.0
+    s32[s, 1] = snew + (0.0 if seen else 1.0)
+    s32[s, 2] = sday + 1.0
+    s64[s, 0] = t
 
 
 def run(state: State, ts: np.ndarray, f_slot: np.ndarray, d_slot: np.ndarray, s_slot: np.ndarray,
