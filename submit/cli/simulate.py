@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from smartcache.catalog import SmartcacheError, parse_size
+from smartcache.catalog.config import Config
 from smartcache.submit.context import echo_json, get_store, json_option, user_errors
 
 DEFAULT_POLICIES = "lru,lfu,gdsf,arc,s3fifo,belady"  # the same default as smartcache.tasks.simulate.core
@@ -106,6 +107,9 @@ def export() -> None:
 @click.option("--raw", type=click.Path(path_type=Path, file_okay=False), help="Raw log partitions (exact trace).")
 @click.option("--reduced", type=click.Path(path_type=Path, file_okay=False),
               help="Reduced Parquet partitions (approximate: per-day aggregates spread over the day).")
+@click.option("--feedback", is_flag=True,
+              help="The accesses the inference service saw (<data root>/feedback, or --feedback-dir).")
+@click.option("--feedback-dir", type=click.Path(path_type=Path, file_okay=False), help="Feedback partitions folder.")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True, help="Trace CSV to write.")
 @click.option("--site", help="Only this site.")
 @click.option("--months", type=int, help="The last N months (ending at --end, or at the newest partition).")
@@ -113,12 +117,16 @@ def export() -> None:
 @click.option("--end", help="Last day, YYYY-MM-DD or YYYY-MM.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: when a terminal).")
 @json_option
+@click.pass_context
 @user_errors
-def export_trace_cmd(raw: Path | None, reduced: Path | None, out: Path, site: str | None, months: int | None,
+def export_trace_cmd(ctx: click.Context, raw: Path | None, reduced: Path | None, feedback: bool,
+                     feedback_dir: Path | None, out: Path, site: str | None, months: int | None,
                      start: str | None, end: str | None, progress: bool | None, as_json: bool) -> None:
-    """Write the trace CSV (timestamp,site,lfn,size) that 'smartcache simulate' reads."""
+    """Write the trace CSV (timestamp,site,lfn,size) that 'smartcache simulate' and 'train' read."""
     from smartcache.tasks.reduce.trace import export_trace
 
+    if feedback or feedback_dir:
+        return _export_feedback(ctx, feedback_dir, out, site, start, end, as_json, bool(raw or reduced))
     stats = export_trace(out, raw=raw, reduced=reduced, site=site, months=months, start=start, end=end,
                          progress=progress)
     for line in stats.damaged:
@@ -127,6 +135,20 @@ def export_trace_cmd(raw: Path | None, reduced: Path | None, out: Path, site: st
         return echo_json(stats.to_dict())
     click.echo(f"wrote {stats.rows} requests from {stats.partitions} partitions "
                f"({stats.records} records read) to {stats.out}")
+
+
+def _export_feedback(ctx: click.Context, folder: Path | None, out: Path, site: str | None, start: str | None,
+                     end: str | None, as_json: bool, other_source: bool) -> None:
+    from smartcache.catalog.config import load_config
+    from smartcache.tasks.reduce.feedback import export_feedback
+    if other_source:
+        raise SmartcacheError("give one source: --raw, --reduced or --feedback")
+    cfg = ctx.find_object(Config) or load_config()
+    folder = folder or Path(cfg.data_root) / "feedback"
+    path, rows, _ = export_feedback(out, folder, site=site, first=start, last=end)
+    if as_json:
+        return echo_json({"out": str(path), "rows": rows, "source": str(folder), "site": site})
+    click.echo(f"wrote {rows} accesses{f' of {site}' if site else ''} from the feedback in {folder} to {path}")
 
 
 commands = [simulate, export]
