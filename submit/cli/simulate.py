@@ -42,6 +42,9 @@ def _sizes(text: str) -> list[int]:
                    "the same window as evaluate's.")
 @click.option("--warmup-days", type=click.IntRange(min=0), default=0, show_default=True,
               help="Replay the first N days to fill the caches, count from the day after.")
+@click.option("--retrain-every", metavar="DURATION",
+              help="Also replay each model:NAME retrained on the past only every DURATION (7d, 12h) from the first "
+                   "counted day (or the model's --until); reported as model:NAME+retrainDURATION beside the frozen one.")
 @click.option("--plot", type=click.Path(path_type=Path, dir_okay=False), help="Write a PNG: byte hit ratio vs cache size.")
 @click.option("--per-day", is_flag=True, help="With --json: add per-day metrics.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: when a terminal).")
@@ -49,8 +52,8 @@ def _sizes(text: str) -> list[int]:
 @click.pass_context
 @user_errors
 def simulate(ctx: click.Context, trace_path: Path, cache_sizes: str, policies: str, site: str | None,
-             threshold: float | None, from_day: str | None, warmup_days: int, plot: Path | None, per_day: bool,
-             progress: bool | None, as_json: bool) -> None:
+             threshold: float | None, from_day: str | None, warmup_days: int, retrain_every: str | None,
+             plot: Path | None, per_day: bool, progress: bool | None, as_json: bool) -> None:
     """Replay an access trace through cache policies; report hit ratios and WAN traffic."""
     from smartcache.tasks.simulate import window as W
     from smartcache.tasks.simulate.grid import run_grid, totals
@@ -80,6 +83,8 @@ def simulate(ctx: click.Context, trace_path: Path, cache_sizes: str, policies: s
         count_from = float((int(trace.ts[0] // DAY) + warmup_days) * DAY)
     window = W.describe(replayed, count_from)
     W.check(window, "--from" if first is not None else "--warmup-days")
+    if retrain_every:
+        wanted, scorers = _with_retraining(wanted, scorers, retrain_every, count_from)
     results = run_grid(trace, wanted, sizes, sites=sites, scorers=scorers, threshold=threshold,
                        count_from=count_from, progress=progress)
     results = results + totals(results)
@@ -96,6 +101,26 @@ def simulate(ctx: click.Context, trace_path: Path, cache_sizes: str, policies: s
     click.echo(W.sentence(window))
     if plot:
         click.echo(f"plot written to {plot}")
+
+
+def _with_retraining(wanted: list[str], scorers: dict, every_text: str, count_from: float | None
+                     ) -> tuple[list[str], dict]:
+    """Add a retrained twin of every model policy (see tasks/train/retrain.py)."""
+    from smartcache.tasks.train.retrain import RetrainingScorer, parse_every
+    every = parse_every(every_text)
+    models = [p for p in wanted if p in scorers]
+    if not models:
+        raise SmartcacheError("--retrain-every needs a model:NAME policy")
+    out, extra = list(wanted), {}
+    for p in models:
+        base = scorers[p]
+        start = count_from if count_from is not None else base.params.get("until")
+        if start is None:
+            raise SmartcacheError(f"--retrain-every: give --from DAY (the model {base.ref} records no --until)")
+        label = f"{p}+retrain{every_text.strip()}"
+        extra[label] = RetrainingScorer(base, every, float(start))
+        out.append(label)
+    return out, {**scorers, **extra}
 
 
 @click.group()
