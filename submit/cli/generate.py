@@ -44,9 +44,10 @@ def logs(ctx: click.Context, months: int, end: str | None, out: Path | None, fmt
 
 
 @generate.command("trace")
-@click.option("--family", type=click.Choice(["scan", "zipf", "mix"]), required=True,
+@click.option("--family", type=click.Choice(["scan", "zipf", "mix", "drift"]), required=True,
               help="scan: one site, dataset scans, drifting popularity; zipf: IRM Zipf(0.9), heavy-tailed sizes, "
-                   "popularity shifts; mix: three sites, reprocessing sweeps, a hot set, analysis bursts.")
+                   "popularity shifts; mix: three sites, reprocessing sweeps, a hot set, analysis bursts; drift: "
+                   "scans whose re-run habits change halfway.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Trace CSV to write.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same trace.")
 @click.option("--scale", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,

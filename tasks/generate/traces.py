@@ -9,6 +9,8 @@ the others:
   Zipf popularity drifts; one-off reads of old files are mixed in. Files of 0.5--5 GB by tier.
 - ``zipf``: one site, independent requests (IRM) over a Zipf(0.9) catalogue with heavy-tailed sizes;
   every few days a share of the popular ranks is given to new files (popularity shifts).
+- ``drift``: the scan family whose users' habits change halfway (re-runs after hours instead of days,
+  smaller slices): for continued training.
 - ``mix``: three sites with different loads; periodic reprocessing campaigns that sweep whole
   datasets, a hot set of calibration files read all the time, bursts of analysis on new datasets,
   and one-off reads. Kept aside when tuning: it is the family to try a finished policy on.
@@ -26,7 +28,7 @@ from smartcache.catalog.errors import SmartcacheError
 
 DAY = 86400.0
 START = 1_767_225_600.0          # 2026-01-01T00:00:00Z
-FAMILIES = ("scan", "zipf", "mix")
+FAMILIES = ("scan", "zipf", "mix", "drift")
 TIERS = (("NANOAODSIM", 0.6e9, 0.5), ("MINIAODSIM", 2.2e9, 0.4), ("AODSIM", 3.3e9, 0.35))
 
 
@@ -87,8 +89,9 @@ def _finish(ts: list[np.ndarray], files: list[np.ndarray], sites: list[np.ndarra
 
 def _scan_sessions(rng: np.random.Generator, cat: _Catalogue, n_tasks: int, days: float, weights_at,
                    rerun_p: float, site: int = 0, slice_frac: tuple[float, float] = (0.2, 1.0),
-                   hours: float = 6.0) -> tuple[list, list, list]:
-    """Analysis tasks: each reads a slice of one dataset in file order over a few hours; re-runs follow."""
+                   hours: float = 6.0, rerun_after=lambda t: 1.5 * DAY) -> tuple[list, list, list]:
+    """Analysis tasks: each reads a slice of one dataset in file order over a few hours; re-runs follow
+    (after ``rerun_after(t)`` seconds on average, exponentially distributed)."""
     ts, files, sites = [], [], []
     starts = np.sort(rng.random(n_tasks)) * days * DAY
     for t0 in starts:
@@ -107,7 +110,7 @@ def _scan_sessions(rng: np.random.Generator, cat: _Catalogue, n_tasks: int, days
             sites.append(np.full(k, site))
             if rng.random() >= rerun_p:
                 break
-            t += rng.exponential(1.5 * DAY) + 1800.0       # the user comes back: minutes to days later
+            t += rng.exponential(rerun_after(t)) + 1800.0  # the user comes back: minutes to days later
     return ts, files, sites
 
 
@@ -131,6 +134,26 @@ def scan(seed: int = 0, days: float = 120.0, n_datasets: int = 900, tasks_per_da
     f1 = cat.first[d1] + (rng.random(n_one) * cat.n_files[d1]).astype(np.int64)
     ts.append(t1), files.append(f1), sites.append(np.zeros(n_one, np.int64))
     return _finish(ts, files, sites, cat, ("T2_XX_Scan",), days * DAY)
+
+
+def drift(seed: int = 0, days: float = 90.0, n_datasets: int = 700, tasks_per_day: float = 45.0) -> Requests:
+    """The scan family whose habits change halfway: re-runs come back after 1.5 days, then after 3 hours,
+    and slices shrink -- what a model trained on the first half has not seen (for continued training)."""
+    rng = np.random.default_rng([seed, 4])
+    cat = _Catalogue(rng, n_datasets, days, files_mean=40.0, prefix="Drift")
+    base = (np.arange(1, n_datasets + 1) ** -0.9)[rng.permutation(n_datasets)]
+    half = days * DAY / 2
+
+    def weights_at(t: float) -> np.ndarray:
+        age = t - cat.birth
+        return np.where(age >= 0, base * np.exp(-np.maximum(age, 0) / (15 * DAY)), 0.0)
+    first = _scan_sessions(rng, cat, int(tasks_per_day * days / 2), days / 2, weights_at, rerun_p=0.55,
+                           rerun_after=lambda t: 1.5 * DAY)
+    rng2 = np.random.default_rng([seed, 5])
+    second = _scan_sessions(rng2, cat, int(tasks_per_day * days / 2), days / 2, lambda t: weights_at(t + half),
+                            rerun_p=0.7, slice_frac=(0.05, 0.4), rerun_after=lambda t: 3 * 3600.0)
+    ts = first[0] + [x + half for x in second[0]]
+    return _finish(ts, first[1] + second[1], first[2] + second[2], cat, ("T2_XX_Drift",), days * DAY)
 
 
 def zipf(seed: int = 0, days: float = 60.0, n_requests: int = 1_000_000, n_files: int = 100_000,
@@ -206,6 +229,8 @@ def generate_trace(family: str, seed: int = 0, scale: float = 1.0) -> Requests:
         return zipf(seed, days=60.0 * scale, n_requests=int(1_000_000 * scale))
     if family == "mix":
         return mix(seed, days=90.0 * scale)
+    if family == "drift":
+        return drift(seed, days=90.0 * scale)
     raise TraceFamilyError(f"unknown trace family {family!r} (choose from {', '.join(FAMILIES)})")
 
 
