@@ -45,6 +45,8 @@ def _sizes(text: str) -> list[int]:
 @click.option("--retrain-every", metavar="DURATION",
               help="Also replay each model:NAME retrained on the past only every DURATION (7d, 12h) from the first "
                    "counted day (or the model's --until); reported as model:NAME+retrainDURATION beside the frozen one.")
+@click.option("--retrain-window", metavar="DURATION", default="28d", show_default=True,
+              help="With --retrain-every: train each time on the requests of this last DURATION ('all' for the whole past).")
 @click.option("--plot", type=click.Path(path_type=Path, dir_okay=False), help="Write a PNG: byte hit ratio vs cache size.")
 @click.option("--per-day", is_flag=True, help="With --json: add per-day metrics.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: when a terminal).")
@@ -53,7 +55,7 @@ def _sizes(text: str) -> list[int]:
 @user_errors
 def simulate(ctx: click.Context, trace_path: Path, cache_sizes: str, policies: str, site: str | None,
              threshold: float | None, from_day: str | None, warmup_days: int, retrain_every: str | None,
-             plot: Path | None, per_day: bool, progress: bool | None, as_json: bool) -> None:
+             retrain_window: str, plot: Path | None, per_day: bool, progress: bool | None, as_json: bool) -> None:
     """Replay an access trace through cache policies; report hit ratios and WAN traffic."""
     from smartcache.tasks.simulate import window as W
     from smartcache.tasks.simulate.grid import run_grid, totals
@@ -84,7 +86,7 @@ def simulate(ctx: click.Context, trace_path: Path, cache_sizes: str, policies: s
     window = W.describe(replayed, count_from)
     W.check(window, "--from" if first is not None else "--warmup-days")
     if retrain_every:
-        wanted, scorers = _with_retraining(wanted, scorers, retrain_every, count_from)
+        wanted, scorers = _with_retraining(wanted, scorers, retrain_every, count_from, retrain_window)
     results = run_grid(trace, wanted, sizes, sites=sites, scorers=scorers, threshold=threshold,
                        count_from=count_from, progress=progress)
     results = results + totals(results)
@@ -103,11 +105,12 @@ def simulate(ctx: click.Context, trace_path: Path, cache_sizes: str, policies: s
         click.echo(f"plot written to {plot}")
 
 
-def _with_retraining(wanted: list[str], scorers: dict, every_text: str, count_from: float | None
-                     ) -> tuple[list[str], dict]:
+def _with_retraining(wanted: list[str], scorers: dict, every_text: str, count_from: float | None,
+                     window_text: str = "all") -> tuple[list[str], dict]:
     """Add a retrained twin of every model policy (see tasks/train/retrain.py)."""
     from smartcache.tasks.train.retrain import RetrainingScorer, parse_every
     every = parse_every(every_text)
+    window = None if window_text.strip().lower() == "all" else parse_every(window_text)
     models = [p for p in wanted if p in scorers]
     if not models:
         raise SmartcacheError("--retrain-every needs a model:NAME policy")
@@ -118,7 +121,7 @@ def _with_retraining(wanted: list[str], scorers: dict, every_text: str, count_fr
         if start is None:
             raise SmartcacheError(f"--retrain-every: give --from DAY (the model {base.ref} records no --until)")
         label = f"{p}+retrain{every_text.strip()}"
-        extra[label] = RetrainingScorer(base, every, float(start))
+        extra[label] = RetrainingScorer(base, every, float(start), window=window)
         out.append(label)
     return out, {**scorers, **extra}
 

@@ -1,8 +1,8 @@
 """Continued training, simulated: a next-read model retrained on the past only, every ``every`` seconds.
 
-``smartcache simulate --policy model:NAME --retrain-every 7d`` replays a trace twice for the model: frozen
-(NAME as trained) and retrained: from the first counted day on, at each step ``t_k`` a model is fitted on
-the requests before ``t_k`` (labels censored at ``t_k``, the same trainer as ``smartcache train``) and
+``smartcache simulate --policy model:NAME --retrain-every 7d [--retrain-window 28d]`` replays a trace twice for
+the model: frozen (NAME as trained) and retrained: from the first counted day on, at each step ``t_k`` a model
+is fitted on the requests before ``t_k`` (the last ``window`` of them in time, when given) (labels censored at ``t_k``, the same trainer as ``smartcache train``) and
 scores the requests of ``[t_k, t_k + every)``. Features are the online ones, computed once over the whole
 replay (they do not depend on the model). Nothing is registered: this measures what continued training
 would have given on that trace, e.g. on one whose popularity drifts.
@@ -39,11 +39,12 @@ class RetrainingScorer:
     kind = "next-gap"
 
     def __init__(self, base, every: float, start: float, cfg: NG.NextGapConfig | None = None,
-                 max_rows: int = 1_000_000):
+                 max_rows: int = 1_000_000, window: float | None = None):
         if getattr(base, "kind", None) != "next-gap":
             raise Invalid(f"--retrain-every needs a next-read model (one made by `smartcache train`), "
                           f"not {getattr(base, 'ref', base)}")
         self.base, self.every, self.start, self.max_rows = base, float(every), float(start), max_rows
+        self.window = window     # train on the last ``window`` seconds only (None: the whole past)
         self.gap_edges = base.gap_edges
         fit = dict(base.params.get("fit") or {})
         known = {k: v for k, v in fit.items() if k in NG.NextGapConfig.__dataclass_fields__}
@@ -59,7 +60,7 @@ class RetrainingScorer:
         gap = H.next_gap(trace)
         t = self.start
         while t <= trace.ts[-1]:
-            past = trace.ts < t
+            past = (trace.ts < t) & (trace.ts >= (t - self.window if self.window else -np.inf))
             span = (trace.ts >= t) & (trace.ts < t + self.every)
             if span.any() and past.sum() >= MIN_ROWS:
                 rows = np.flatnonzero(past)[-self.max_rows:]
