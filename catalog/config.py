@@ -39,15 +39,38 @@ class CondorConfig:
     transfer_files: bool = False       # shared filesystem by default
 
 
+SANDBOXES = ("bubblewrap", "off")
+MIN_TOKEN_CHARS = 16
+
+
 @dataclass(frozen=True)
 class InferenceConfig:
     url: str = "http://127.0.0.1:8083"
-    token: str | None = None           # bearer token for mutating routes; None = open
+    token: str | None = None           # bearer token for mutating routes
+    # False only by ``smartcache serve --no-auth``: mutating routes open to anyone. With auth on
+    # and no usable token, mutating routes are closed (fail closed), never open.
+    auth: bool = True
     host: str = "127.0.0.1"
     port: int = 8083
     workers: int = 2
     max_upload_bytes: int = 256 * 2**20
     model_cache_size: int = 10
+    # Uploaded models are converted inside a bubblewrap sandbox; "off" is the operator's explicit
+    # opt-out (conversions then run unconfined, and the service says so loudly).
+    sandbox: str = "bubblewrap"
+
+    def token_problem(self) -> str | None:
+        """Why the configured token cannot be used (None when it can)."""
+        t = self.token
+        if t is None or t == "":
+            return "no inference token is configured"
+        if not isinstance(t, str):
+            return "the inference token is not a string"
+        if any(c.isspace() or not c.isprintable() for c in t):
+            return "the inference token contains whitespace or control characters"
+        if len(t) < MIN_TOKEN_CHARS:
+            return f"the inference token is shorter than {MIN_TOKEN_CHARS} characters"
+        return None
 
 
 @dataclass(frozen=True)
@@ -113,12 +136,13 @@ def _build(home: Path, v: dict[str, dict]) -> Config:
         )
         inference = InferenceConfig(
             url=str(inf.get("url", InferenceConfig.url)),
-            token=inf.get("token") or None,
+            token=_token(inf.get("token")),
             host=str(inf.get("host", InferenceConfig.host)),
             port=int(inf.get("port", InferenceConfig.port)),
             workers=int(inf.get("workers", InferenceConfig.workers)),
             max_upload_bytes=int(inf.get("max_upload_bytes", InferenceConfig.max_upload_bytes)),
             model_cache_size=int(inf.get("model_cache_size", InferenceConfig.model_cache_size)),
+            sandbox=_sandbox(inf.get("sandbox", InferenceConfig.sandbox)),
         )
     except (TypeError, ValueError) as e:
         raise ConfigError(f"invalid configuration value: {e}") from e
@@ -132,20 +156,73 @@ def _build(home: Path, v: dict[str, dict]) -> Config:
     )
 
 
+def _token(value: object) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(f"inference.token must be a string (quote it in config.toml), not {type(value).__name__}")
+    return value
+
+
+def _sandbox(value: object) -> str:
+    if value not in SANDBOXES:
+        raise ConfigError(f"inference.sandbox must be one of {', '.join(map(repr, SANDBOXES))}, not {value!r}")
+    return str(value)
+
+
 def _bool(value: object) -> bool:
     if isinstance(value, bool):
         return value
     return str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
+def make_private_dir(path: Path) -> Path:
+    """Create ``path`` (and missing parents) readable by its owner only; an existing one is kept."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.mkdir(path, 0o700)       # the mode is set by mkdir itself: no window with a wider one
+    except FileExistsError:
+        pass
+    return path
+
+
+def create_private_file(path: Path, data: bytes = b"") -> bool:
+    """Create ``path`` with mode 0600 from the first byte on; False (untouched) if it exists."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    return True
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a ``sqlite:///`` catalog URL (None for other databases and in-memory SQLite)."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        return None
+    path = url[len(prefix):].split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def precreate_catalog(url: str) -> None:
+    """Create an SQLite catalog file 0600 before SQLite does (it would use 0644); SQLite gives its
+    journal and WAL files the database file's mode."""
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        create_private_file(path)
+
+
 def write_default_config(home: Path) -> Path:
-    """Create ``config.toml`` with a fresh inference token, unless one exists."""
+    """Create ``config.toml`` (0600) with a fresh inference token in ``home`` (0700), unless one exists."""
     path = home / CONFIG_FILE
     if path.exists():
         return path
-    home.mkdir(parents=True, exist_ok=True)
+    make_private_dir(home)
     token = secrets.token_urlsafe(32)
-    path.write_text(
+    create_private_file(path, (
         "# smartcache configuration; environment variables (SMARTCACHE_*) override these.\n"
         "[catalog]\n"
         f"# url = \"postgresql+psycopg://user@127.0.0.1/smartcache\"  (default: sqlite in this folder)\n\n"
@@ -156,6 +233,5 @@ def write_default_config(home: Path) -> Path:
         "[inference]\n"
         f"url = \"{InferenceConfig.url}\"\n"
         f"token = \"{token}\"\n"
-    )
-    path.chmod(0o600)
+    ).encode())
     return path

@@ -23,8 +23,9 @@ def create_app(config: Config, store: Store | None = None, *, refresh_seconds: f
     from smartcache.inference import cache, ops, tfaas
     # smartcache is a namespace package: Flask cannot guess an instance folder, so give one.
     app = Flask(__name__, instance_path=str(config.home / "instance"))
-    # Werkzeug refuses larger bodies with 413 before a view reads them.
-    app.config["MAX_CONTENT_LENGTH"] = config.inference.max_upload_bytes
+    # Werkzeug refuses larger bodies with 413, whatever their framing (a chunked body is cut off
+    # at the limit); /upload raises its own request's limit to max_upload_bytes.
+    app.config["MAX_CONTENT_LENGTH"] = tfaas.JSON_MAX_BYTES
     store = store if store is not None else open_store(config.catalog_url)
     service = Service(config, store, refresh_seconds=refresh_seconds, convert_timeout=convert_timeout,
                       loader=loader)

@@ -1,61 +1,108 @@
-"""Convert and check uploaded models in a child process.
+"""Convert and check uploaded models in a sandboxed child process.
 
-An uploaded model is untrusted: TensorFlow's loaders and the TFLite runtime are large C++
-code bases that a crafted file can crash. So conversion (SavedModel or TF1 frozen graph to
-TFLite) and the first load of any uploaded TFLite model run in a separate process with a
-timeout; the serving process only loads the result after the child said it is sound. It
-also keeps TensorFlow (seconds to import, a GB of memory) out of the serving workers.
+An uploaded model is untrusted twice over: TensorFlow's loaders run the uploader's graph
+(a TF1 ``main_op``, a TF2 resource initializer), and they and the TFLite runtime are large
+C++ code bases that a crafted file can crash. So conversion (SavedModel or TF1 frozen graph
+to TFLite, checked against the original, see :mod:`smartcache.inference.tfconvert`) and the
+first load of any uploaded TFLite model run in a child process inside a bubblewrap sandbox
+(:mod:`smartcache.inference.sandbox`) with rlimits and a timeout; the serving process only
+loads the result after the child said it is sound. It also keeps TensorFlow (seconds to
+import, a GB of memory) out of the serving workers.
 
-Run as ``python -m smartcache.inference.convert KIND INPUT OUTPUT [--input-node N --output-node N]``;
-prints a JSON :class:`~smartcache.inference.runtime.ModelInfo` on success, exits 2 with one
-line on stderr for a bad model.
+The child is ``python -m smartcache.inference.convert KIND INPUT OUTPUT [--input-node N
+--output-node N]``; it prints a JSON result on success and exits 2 with one line on stderr
+for a bad model.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
+import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from smartcache.catalog.errors import Invalid, SmartcacheError, Unavailable
 from smartcache.inference.runtime import ModelInfo
+from smartcache.inference.sandbox import Sandbox
 
 KINDS = ("savedmodel", "graphdef", "tflite")
 DEFAULT_TIMEOUT = 300.0
+_OUTPUT = "model.tflite"
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """A checked TFLite model and how it was obtained (``max_abs_diff`` None: uploaded as TFLite)."""
+
+    tflite: bytes
+    info: ModelInfo
+    method: str
+    max_abs_diff: float | None
+    probe_rows: int
+    sandbox: str
+
+    def record(self) -> dict[str, Any]:
+        """What the catalog keeps with the model version (record params ``conversion``)."""
+        return {"method": self.method, "max_abs_diff": self.max_abs_diff, "probe_rows": self.probe_rows,
+                "sandbox": self.sandbox}
 
 
 def convert_in_child(kind: str, source: Path, *, input_node: str = "", output_node: str = "",
-                     timeout: float = DEFAULT_TIMEOUT) -> tuple[bytes, ModelInfo]:
-    """Convert/check ``source`` in a child process; returns (tflite bytes, info)."""
+                     timeout: float = DEFAULT_TIMEOUT, sandbox: Sandbox = Sandbox()) -> Conversion:
+    """Convert/check ``source`` (a SavedModel folder or a model file) in a sandboxed child."""
     if kind not in KINDS:
         raise Invalid(f"unknown model kind {kind!r}")
+    source = source.resolve()
     with tempfile.TemporaryDirectory(prefix="smartcache-convert-") as tmp:
-        out = Path(tmp) / "model.tflite"
-        cmd = [sys.executable, "-m", "smartcache.inference.convert", kind, str(source), str(out),
-               "--input-node", input_node, "--output-node", output_node]
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+        in_dir, out_dir = Path(tmp) / "in", Path(tmp) / "out"
+        out_dir.mkdir()
+        if source.is_dir():
+            in_dir = source
+            name = "."
+        else:   # a single file: give the box a folder holding only it
+            in_dir.mkdir()
+            name = "model"
+            shutil.copyfile(source, in_dir / name)
+        size = sum(p.stat().st_size for p in in_dir.rglob("*") if p.is_file())
+
+        def argv(inside: str, outside: str) -> list[str]:
+            return [sys.executable, "-I", "-m", "smartcache.inference.convert", kind, f"{inside}/{name}",
+                    f"{outside}/{_OUTPUT}", "--input-node", input_node, "--output-node", output_node]
+
+        cmd, env = sandbox.command(argv, in_dir, out_dir, sandbox.limits.for_input(size, timeout))
+        result = _run(cmd, env, timeout)
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
-                                  stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired as e:
-            raise Invalid(f"model conversion took longer than {timeout:.0f} s") from e
-        if proc.returncode == 2:
-            raise Invalid(_last_line(proc.stderr) or "model refused")
-        if proc.returncode != 0:
-            # A crash (signal) on an uploaded file is the file's fault; anything else is ours.
-            if proc.returncode < 0:
-                raise Invalid(f"model crashed the converter (signal {-proc.returncode})")
-            raise Unavailable(f"model converter failed: {_last_line(proc.stderr)}")
-        try:
-            info = ModelInfo(**json.loads(proc.stdout.strip().splitlines()[-1]))
-            return out.read_bytes(), info
-        except (ValueError, TypeError, IndexError, OSError) as e:
+            tflite = (out_dir / _OUTPUT).read_bytes()
+            info = ModelInfo(**result["info"])
+            return Conversion(tflite, info, str(result["method"]), result["max_abs_diff"],
+                              int(result["probe_rows"]), sandbox.describe())
+        except (KeyError, TypeError, ValueError, OSError) as e:
             raise Unavailable(f"model converter gave no result: {e}") from e
+
+
+def _run(cmd: list[str], env: dict[str, str], timeout: float) -> dict[str, Any]:
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
+                              stdin=subprocess.DEVNULL, start_new_session=True)
+    except subprocess.TimeoutExpired as e:
+        raise Invalid(f"model conversion took longer than {timeout:.0f} s") from e
+    if proc.returncode == 2:
+        raise Invalid(_last_line(proc.stderr) or "model refused")
+    if proc.returncode != 0:
+        # A crash or an rlimit (signal, or bwrap reporting the child's death) is the file's fault.
+        if proc.returncode < 0 or proc.returncode > 128:
+            sig = -proc.returncode if proc.returncode < 0 else proc.returncode - 128
+            raise Invalid(f"model crashed the converter or exceeded its limits (signal {sig})")
+        raise Unavailable(f"model converter failed: {_last_line(proc.stderr)}")
+    try:
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError) as e:
+        raise Unavailable(f"model converter gave no result: {e}") from e
 
 
 def _last_line(text: str) -> str:
@@ -64,50 +111,25 @@ def _last_line(text: str) -> str:
 
 
 # -- the child ------------------------------------------------------------------------------
-def _convert_savedmodel(path: Path) -> bytes:
-    import tensorflow as tf
-    try:
-        loaded = tf.saved_model.load(str(path))
-        sigs = list(loaded.signatures.keys())
-    except Exception as e:  # noqa: BLE001 - TF raises many unrelated types for bad files
-        raise Invalid(f"not a loadable SavedModel: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from e
-    if not sigs:
-        raise Invalid("SavedModel has no serving signature")
-    sig = "serving_default" if "serving_default" in sigs else sigs[0]
-    try:
-        return bytes(tf.lite.TFLiteConverter.from_saved_model(str(path), signature_keys=[sig]).convert())
-    except Exception as e:  # noqa: BLE001
-        raise Invalid(f"cannot convert SavedModel to TFLite: {str(e).splitlines()[0][:200]}") from e
-
-
-def _convert_graphdef(path: Path, input_node: str, output_node: str) -> bytes:
-    if not input_node or not output_node:
-        raise Invalid("a frozen graph needs inputNode and outputNode in params.json")
-    import tensorflow as tf
-    try:
-        conv = tf.compat.v1.lite.TFLiteConverter.from_frozen_graph(
-            str(path), input_arrays=[input_node.split(":")[0]], output_arrays=[output_node.split(":")[0]])
-        return bytes(conv.convert())
-    except Exception as e:  # noqa: BLE001
-        raise Invalid(f"cannot convert frozen graph: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from e
-
-
-def _child(args: argparse.Namespace) -> ModelInfo:
+def _child(args: argparse.Namespace) -> dict[str, Any]:
     from smartcache.inference.modelformat import is_tflite
     from smartcache.inference.runtime import Predictor
     src = Path(args.input)
-    if args.kind == "savedmodel":
-        tflite = _convert_savedmodel(src)
-    elif args.kind == "graphdef":
-        tflite = _convert_graphdef(src, args.input_node, args.output_node)
+    if args.kind == "tflite":
+        tflite, method, diff, rows = src.read_bytes(), "uploaded", None, 0
     else:
-        tflite = src.read_bytes()
+        from smartcache.inference import tfconvert
+        if args.kind == "savedmodel":
+            conv = tfconvert.convert_savedmodel(src)
+        else:
+            conv = tfconvert.convert_graphdef(src, args.input_node, args.output_node)
+        tflite, method, diff, rows = conv.tflite, conv.method, conv.max_abs_diff, conv.probe_rows
     if not is_tflite(tflite):
         raise Invalid("not a TFLite flatbuffer")
     pred = Predictor(tflite)
     _probe(pred)
     Path(args.output).write_bytes(tflite)
-    return pred.info
+    return {"info": asdict(pred.info), "method": method, "max_abs_diff": diff, "probe_rows": rows}
 
 
 def _probe(pred) -> None:
@@ -128,11 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--output-node", default="")
     args = ap.parse_args(argv)
     try:
-        info = _child(args)
+        result = _child(args)
     except SmartcacheError as e:
         print(str(e).replace("\n", " "), file=sys.stderr)
         return 2
-    print(json.dumps(asdict(info)))
+    print(json.dumps(result))
     return 0
 
 

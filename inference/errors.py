@@ -29,6 +29,9 @@ class APIError(Exception):
 
 
 def _status_of(e: SmartcacheError) -> int:
+    status = getattr(e, "http_status", None)     # e.g. tarsafe.BundleTooLarge: 413
+    if isinstance(status, int):
+        return status
     if isinstance(e, NotFound):
         return 404
     if isinstance(e, AlreadyExists):

@@ -23,9 +23,11 @@ import numpy as np
 
 from smartcache.catalog import Model, Store
 from smartcache.catalog.base import check_name
+from smartcache.catalog.config import make_private_dir
 from smartcache.catalog.errors import Invalid, NotFound
 from smartcache.inference import modelformat as mf
 from smartcache.inference.runtime import Predictor
+from smartcache.inference.sandbox import Sandbox
 
 _STRIPES = 64
 _NEGATIVE_MAX = 1024
@@ -72,13 +74,14 @@ def record_tfaas_params(record: Model) -> dict[str, Any]:
     return base
 
 
-def load_serving_model(store: Store, record: Model, *, convert_timeout: float = 300.0) -> ServingModel:
+def load_serving_model(store: Store, record: Model, *, convert_timeout: float = 300.0,
+                       sandbox: Sandbox = Sandbox()) -> ServingModel:
     """Build the ServingModel of a catalog version from its ``tflite`` (or ``savedmodel``) artifact."""
     kinds = {a.kind for a in record.artifacts}
     if mf.ART_TFLITE in kinds:
         tflite = store.model_artifact(record.name, record.version, mf.ART_TFLITE)
     elif mf.ART_SAVEDMODEL in kinds:
-        tflite = _convert_artifact(store, record, convert_timeout)
+        tflite = _convert_artifact(store, record, convert_timeout, sandbox)
     else:
         raise Invalid(f"model {record.ref} has neither a {mf.ART_TFLITE} nor a {mf.ART_SAVEDMODEL} artifact")
     norm = record.params.get("normalization")
@@ -95,13 +98,13 @@ def load_serving_model(store: Store, record: Model, *, convert_timeout: float = 
                         dict(record.params), predictor)
 
 
-def _convert_artifact(store: Store, record: Model, timeout: float) -> bytes:
+def _convert_artifact(store: Store, record: Model, timeout: float, sandbox: Sandbox) -> bytes:
+    """A catalog SavedModel without a TFLite form: converted (and checked) like an upload, sandboxed."""
     from smartcache.inference.convert import convert_in_child
     data = store.model_artifact(record.name, record.version, mf.ART_SAVEDMODEL)
     with tempfile.TemporaryDirectory(prefix="smartcache-model-") as tmp:
         _, model_dir = mf.unpack_savedmodel(data, Path(tmp))
-        tflite, _ = convert_in_child("savedmodel", model_dir, timeout=timeout)
-    return tflite
+        return convert_in_child("savedmodel", model_dir, timeout=timeout, sandbox=sandbox).tflite
 
 
 Loader = Callable[[Store, Model], ServingModel]
@@ -111,11 +114,12 @@ class ModelCache:
     """Name -> ServingModel, least recently used first out; safe for many threads."""
 
     def __init__(self, store: Store, capacity: int, loader: Loader = load_serving_model,
-                 negative_ttl: float = 5.0):
+                 negative_ttl: float = 5.0, stamp: Callable[[], int] = lambda: 0):
         if capacity < 1:
             raise Invalid("model cache size must be at least 1")
         self.store, self.capacity, self.loader = store, capacity, loader
         self.negative_ttl = negative_ttl
+        self.stamp = stamp      # the shared change counter (see generation.py)
         self._lock = threading.Lock()
         self._entries: OrderedDict[str, ServingModel] = OrderedDict()
         self._missing: dict[str, float] = {}
@@ -136,13 +140,16 @@ class ModelCache:
                     return m
                 if self._missing.get(name, 0.0) > time.monotonic():
                     raise NotFound(f"no model {name}")
+            before = self.stamp()
             try:
                 record = self.store.get_model(name)
             except NotFound:
-                self._remember_missing(name)
+                self._remember_missing(name, before)
                 raise
             m = self.loader(self.store, record)
-            self.install(m)
+            if self.stamp() == before:
+                self.install(m)
+            # else: the catalog changed while loading; serve this request, cache nothing stale
             return m
 
     def peek(self, name: str) -> ServingModel | None:
@@ -182,8 +189,28 @@ class ModelCache:
                 changed.append(f"{cur.ref} -> {record.ref}")
         return changed
 
-    def _remember_missing(self, name: str) -> None:
+    def sync(self) -> list[str]:
+        """After another worker changed the catalog: forget absent names, drop cached versions that
+        are no longer the served ones (they load again on next use)."""
         with self._lock:
+            self._missing.clear()
+        changed = []
+        for cur in self.cached():
+            try:
+                version = self.store.get_model(cur.name).version
+            except NotFound:
+                version = None
+            if version != cur.version:
+                with self._lock:
+                    if self._entries.get(cur.name) is cur:
+                        del self._entries[cur.name]
+                changed.append(f"{cur.ref} -> {'deleted' if version is None else f'{cur.name}:{version}'}")
+        return changed
+
+    def _remember_missing(self, name: str, stamp: int) -> None:
+        with self._lock:
+            if self.stamp() != stamp:
+                return      # the catalog changed meanwhile: "missing" may be stale already
             if len(self._missing) >= _NEGATIVE_MAX:
                 self._missing.clear()
             self._missing[name] = time.monotonic() + self.negative_ttl
@@ -218,7 +245,7 @@ class DefaultModel:
         return self.get().get("name") or None
 
     def set(self, params: Mapping[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.path.parent)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".default-")
         with os.fdopen(fd, "w") as fh:
             json.dump(dict(params), fh)

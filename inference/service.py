@@ -20,10 +20,13 @@ from typing import Callable
 from flask import current_app, request
 
 from smartcache.catalog import Config, Store
+from smartcache.catalog.config import InferenceConfig
 from smartcache.inference.errors import APIError
+from smartcache.inference.generation import Generation
 from smartcache.inference.metrics import Metrics
 from smartcache.inference.models import DefaultModel, Loader, ModelCache, ServingModel, load_serving_model
 from smartcache.inference.placements import PlacementCache
+from smartcache.inference.sandbox import Sandbox
 from smartcache.inference.upload import Uploader
 
 log = logging.getLogger("smartcache.inference")
@@ -36,16 +39,30 @@ class Service:
         self.refresh_seconds = refresh_seconds
         self.started = time.time()
         self.metrics = Metrics()
-        base_loader = loader or (lambda st, rec: load_serving_model(st, rec, convert_timeout=convert_timeout))
+        self.sandbox = Sandbox(config.inference.sandbox)
+        self.generation = Generation(config.home / "inference" / "generation")
+        self._synced = self.generation.current()
+        self._sync_lock = threading.Lock()
+        base_loader = loader or (lambda st, rec: load_serving_model(st, rec, convert_timeout=convert_timeout,
+                                                                    sandbox=self.sandbox))
         self.models = ModelCache(store, config.inference.model_cache_size, self._counted(base_loader),
-                                 negative_ttl=max(refresh_seconds, 0.5))
+                                 negative_ttl=max(refresh_seconds, 0.5), stamp=self.generation.current)
         self.placements = PlacementCache(store, negative_ttl=max(refresh_seconds, 0.5))
         self.default = DefaultModel(config.home / "inference" / "default-model.json")
-        self.uploader = Uploader(store, self.models, config.inference.max_upload_bytes, convert_timeout)
+        self.uploader = Uploader(store, self.models, config.inference.max_upload_bytes, convert_timeout,
+                                 self.sandbox, self.changed)
         self._gets, self._posts = itertools.count(), itertools.count()
         self.n_get = self.n_post = 0
         self._refresher_pid: int | None = None
         self._stop = threading.Event()
+
+    def auth_state(self) -> str:
+        """For /status and the log: how mutating routes are guarded."""
+        inf = self.config.inference
+        if not inf.auth:
+            return "disabled (--no-auth)"
+        problem = inf.token_problem()
+        return f"closed: {problem}" if problem else "bearer token"
 
     def _counted(self, loader: Loader) -> Loader:
         def load(store: Store, record) -> ServingModel:
@@ -59,9 +76,12 @@ class Service:
         self.touch(request.method)
 
     def touch(self, method: str) -> None:
-        """Per request: the refresh thread runs in this process; count GETs and POSTs."""
+        """Per request: the refresh thread runs in this process; changes acknowledged by other
+        workers are in force; count GETs and POSTs."""
         if self._refresher_pid != os.getpid():
             self._start_refresher()
+        if self.generation.current() != self._synced:
+            self._sync()
         if method == "GET":
             self.n_get = next(self._gets) + 1
         elif method == "POST":
@@ -76,6 +96,21 @@ class Service:
         if not isinstance(name, str):
             raise APIError(400, "model must be a string")
         return self.models.get(name)
+
+    # -- read-your-writes across workers -----------------------------------------------------
+    def changed(self) -> None:
+        """Call after a change is committed (upload, delete): every worker drops stale entries
+        before its next answer."""
+        self.generation.bump()
+
+    def _sync(self) -> None:
+        with self._sync_lock:
+            seen = self.generation.current()    # read first: a change during the sync syncs again
+            if seen == self._synced:
+                return
+            for change in self.models.sync():
+                log.info("sync: %s", change)
+            self._synced = seen
 
     # -- background refresh ---------------------------------------------------------------
     def refresh_now(self) -> list[str]:
@@ -111,17 +146,25 @@ def svc() -> Service:
     return current_app.extensions["smartcache"]
 
 
+def check_token(config: InferenceConfig, header: str) -> None:
+    """Fail closed: only ``--no-auth`` opens mutating routes; without a usable token they are shut."""
+    if not config.auth:
+        return
+    problem = config.token_problem()
+    if problem:
+        raise APIError(503, f"mutating routes are closed: {problem} (set inference.token in config.toml)")
+    scheme, _, given = header.partition(" ")
+    # compare_digest on bytes: constant time in the length of the configured token
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode("utf-8", "replace"),
+                                                             str(config.token).encode()):
+        raise APIError(401, "missing or invalid bearer token", {"WWW-Authenticate": 'Bearer realm="smartcache"'})
+
+
 def require_token(view: Callable) -> Callable:
-    """Mutating routes need ``Authorization: Bearer <token>`` when a token is configured."""
+    """Mutating routes need ``Authorization: Bearer <token>`` (see :func:`check_token`)."""
     @wraps(view)
     def wrapper(*args, **kwargs):
-        token = svc().config.inference.token
-        if token:
-            header = request.headers.get("Authorization", "")
-            scheme, _, given = header.partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
-                raise APIError(401, "missing or invalid bearer token",
-                               {"WWW-Authenticate": 'Bearer realm="smartcache"'})
+        check_token(svc().config.inference, request.headers.get("Authorization", ""))
         return view(*args, **kwargs)
     wrapper._needs_token = True  # read by the OpenAPI builder
     return wrapper

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,7 +14,6 @@ from flask import Blueprint, Response, request
 
 from smartcache.catalog import __version__
 from smartcache.catalog.base import check_name
-from smartcache.catalog.errors import Invalid
 from smartcache.inference import modelformat as mf
 from smartcache.inference.errors import APIError
 from smartcache.inference.models import ServingModel, record_tfaas_params
@@ -25,10 +26,12 @@ bp = Blueprint("tfaas", __name__)
 JSON_MAX_BYTES = 16 << 20
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 MAX_ROWS = 100_000
+MAX_VERSION = 2**31 - 1     # the catalog's integer column
 
 
 def json_response(obj: Any, status: int = 200) -> Response:
-    return Response(json.dumps(obj), status=status, mimetype="application/json")
+    # allow_nan=False: a NaN that slipped through is a 500 with a JSON body, never bare NaN
+    return Response(json.dumps(obj, allow_nan=False), status=status, mimetype="application/json")
 
 
 def _reject_constant(name: str) -> float:
@@ -36,7 +39,8 @@ def _reject_constant(name: str) -> float:
 
 
 def read_body() -> bytes:
-    """The request body, at most JSON_MAX_BYTES."""
+    """The request body, at most JSON_MAX_BYTES whatever the framing: Werkzeug stops a chunked
+    body at ``request.max_content_length`` (the app's default) with 413."""
     if (request.content_length or 0) > JSON_MAX_BYTES:
         raise APIError(413, f"JSON body larger than {JSON_MAX_BYTES} bytes")
     data = request.get_data(cache=False)
@@ -117,6 +121,9 @@ def predict_bytes(s: Service, data: bytes) -> bytes:
     x, single = input_matrix(body.get("values"), body.get("keys"), model)
     y = model.predict(x)
     s.metrics.count_rows(model.name, x.shape[0])
+    if not np.isfinite(y).all():
+        # inputs within float32 can still overflow inside the model: say so, never answer NaN
+        raise APIError(422, f"{model.ref} gives a non-finite output (NaN or infinity) for these values")
     return json.dumps(y[0].tolist() if single else y.tolist()).encode()
 
 
@@ -129,13 +136,7 @@ def predict_json() -> Response:
 # -- models and params ----------------------------------------------------------------------
 @bp.get("/models")
 def list_models() -> Response:
-    s = svc()
-    served: dict[str, Any] = {}
-    for rec in s.store.list_models():   # ordered by name, version
-        cur = served.get(rec.name)
-        if cur is None or cur.stage != "production" or rec.stage == "production":
-            served[rec.name] = rec
-    return json_response([record_tfaas_params(r) for r in served.values()])
+    return json_response([record_tfaas_params(r) for r in served_records(svc())])
 
 
 @bp.get("/params/<model>")
@@ -174,15 +175,19 @@ def _as_object(body: Any) -> dict:
 @require_token
 def upload() -> Response:
     s = svc()
+    # this route's own body limit (the app's is JSON_MAX_BYTES), for any framing, chunked too
+    request.max_content_length = s.config.inference.max_upload_bytes
     try:
-        up = parse_request(request, s.config.inference.max_upload_bytes)
-        model = s.uploader.upload(up)
+        with tempfile.TemporaryDirectory(prefix="smartcache-upload-") as tmp:
+            up = parse_request(request, Path(tmp), s.config.inference.max_upload_bytes)
+            model = s.uploader.upload(up, Path(tmp))
     except Exception:
         s.metrics.uploads.labels("refused").inc()
         raise
     s.metrics.uploads.labels("ok").inc()
     return json_response({"model": model.ref, "name": model.name, "version": model.version,
-                          "inputs": model.n_inputs, "input_features": list(model.input_features)})
+                          "inputs": model.n_inputs, "input_features": list(model.input_features),
+                          "conversion": model.params.get("conversion")})
 
 
 @bp.delete("/delete/<model>")
@@ -200,19 +205,38 @@ def delete_model_form() -> Response:
     return _delete(name)
 
 
+def parse_version(raw: str | None) -> int | None:
+    """A model version from a query or form: a decimal integer in 1..MAX_VERSION, or None."""
+    if raw is None or raw == "":
+        return None
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > len(str(MAX_VERSION)):
+        raise APIError(400, f"version must be an integer from 1 to {MAX_VERSION}, not {raw[:40]!r}")
+    version = int(raw)
+    if not 1 <= version <= MAX_VERSION:
+        raise APIError(400, f"version must be an integer from 1 to {MAX_VERSION}, not {raw[:40]!r}")
+    return version
+
+
 def _delete(name: str) -> Response:
     s = svc()
     check_name(name, "model name")
-    version = request.args.get("version") or request.form.get("version")
-    try:
-        version_n = int(version) if version else None
-    except ValueError as e:
-        raise Invalid(f"version must be an integer, not {version!r}") from e
+    version_n = parse_version(request.args.get("version") or request.form.get("version"))
     n = s.store.delete_model(name, version_n)
     s.models.evict(name)
     if s.default.name == name and version_n is None:
         s.default.set({})
+    s.changed()      # the other workers drop it before their next answer
     return json_response({"deleted": name, "versions": n})
+
+
+def served_records(s: Service) -> list:
+    """The served version of each model name in the catalog (production first, else newest)."""
+    served: dict[str, Any] = {}
+    for rec in s.store.list_models():   # ordered by name, version
+        cur = served.get(rec.name)
+        if cur is None or cur.stage != "production" or rec.stage == "production":
+            served[rec.name] = rec
+    return list(served.values())
 
 
 @bp.get("/status")
@@ -225,7 +249,10 @@ def status() -> Response:
         "Load": {"load1": load[0], "load5": load[1], "load15": load[2]},
         "Memory": {"rss_bytes": _rss_bytes()},
         "default_model": s.default.name,
-        "models": [m.ref for m in s.models.cached()], "model_cache_size": s.models.capacity,
+        # the catalog's served versions (what /models lists); loaded_models: in this worker's cache
+        "models": [r.ref for r in served_records(s)],
+        "loaded_models": [m.ref for m in s.models.cached()], "model_cache_size": s.models.capacity,
+        "auth": s.auth_state(), "sandbox": s.sandbox.describe(),
         "sites": {sl.site: {"placement": sl.placement.id if sl.placement else None, "files": len(sl.scores)}
                   for sl in s.placements.loaded()},
     })

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from smartcache.catalog import SmartcacheError, __version__, format_size, load_config, parse_size
-from smartcache.catalog.config import write_default_config
+from smartcache.catalog.config import precreate_catalog, write_default_config
 from smartcache.catalog.migrate import current_revision, head_revision, upgrade
 from smartcache.submit.context import SmartcacheGroup, echo_json, echo_table, get_config, get_store, json_option, when
 
@@ -41,9 +41,10 @@ def cli(ctx: click.Context, home: Path | None) -> None:
 def init(ctx: click.Context) -> None:
     """Create the home folder, a config file with an API token, and the catalog schema."""
     cfg = get_config(ctx)
-    path = write_default_config(cfg.home)
+    path = write_default_config(cfg.home)     # home 0700, config.toml 0600 from creation
     for d in (cfg.data_root, cfg.runs_dir):
         d.mkdir(parents=True, exist_ok=True)
+    precreate_catalog(cfg.catalog_url)         # an SQLite catalog 0600 before SQLite creates it
     revision = upgrade(get_store(ctx).engine)
     click.echo(f"home     {cfg.home}")
     click.echo(f"config   {path}")

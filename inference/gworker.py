@@ -1,0 +1,28 @@
+"""gunicorn's gthread worker, with the errors gunicorn answers itself in the service's JSON shape.
+
+gunicorn answers a request it cannot parse (over-long request line 414, header fields 431,
+bad request line 400, ...) before the application sees it, with an HTML page. The service
+promises ``{"error": "..."}`` for every error; so :class:`JSONThreadWorker` writes those in
+JSON. gunicorn's handler calls ``gunicorn.util.write_error``; the worker replaces it in its
+own process (the serve command's workers only) with :func:`write_json_error`.
+"""
+
+from __future__ import annotations
+
+import json
+
+from gunicorn import util
+from gunicorn.workers.gthread import ThreadWorker
+
+
+def write_json_error(sock, status_int: int, reason: str, mesg: str) -> None:
+    body = json.dumps({"error": f"{reason}: {mesg}" if mesg else reason}).encode()
+    head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1")
+    util.write_nonblock(sock, head + body)
+
+
+class JSONThreadWorker(ThreadWorker):
+    def init_process(self) -> None:
+        util.write_error = write_json_error
+        super().init_process()
