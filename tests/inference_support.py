@@ -20,10 +20,10 @@ DEFAULTS = {"n_access_7d": 0.0}
 PROBES = [[1.0, 1.0, 9.5, 3.0], [0.0, 0.0, 8.0, 0.0], [1.0, 0.0, 9.9, 12.0]]
 
 
-def build(outdir: Path) -> dict:
+def build(outdir: Path, *args: str) -> dict:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    proc = subprocess.run([sys.executable, __file__, str(outdir)], capture_output=True, text=True, env=env,
-                          timeout=600)
+    proc = subprocess.run([sys.executable, __file__, str(outdir), *args], capture_output=True, text=True,
+                          env=env, timeout=900)
     if proc.returncode != 0:
         raise RuntimeError(f"model build failed:\n{proc.stderr[-3000:]}")
     return json.loads((outdir / "manifest.json").read_text())
@@ -78,9 +78,136 @@ def _main(outdir: Path) -> None:
     (outdir / "manifest.json").write_text(json.dumps(manifest))
 
 
+# -- TFaaS users' models, saved the way they save them, and hostile ones ------------------------
+def _keras_models(x, y) -> dict:
+    import keras
+
+    class Subclassed(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.d1 = keras.layers.Dense(8, activation="relu")
+            self.d2 = keras.layers.Dense(1, activation="sigmoid")
+
+        def call(self, inputs):
+            return self.d2(self.d1(inputs))
+
+    keras.utils.set_random_seed(11)
+    inp = keras.Input((4,), name="features")
+    functional = keras.Model(inp, keras.layers.Dense(1, activation="sigmoid")(
+        keras.layers.Dense(8, activation="relu")(inp)))
+    sequential = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"),
+                                   keras.layers.Dense(1, activation="sigmoid")])
+    models = {"functional": functional, "sequential": sequential, "subclassed": Subclassed()}
+    for m in models.values():
+        m.compile("adam", "binary_crossentropy")
+        m.fit(x, y, epochs=2, batch_size=32, verbose=0)
+    return models
+
+
+def _module(tf, np, writer_path: str | None = None):
+    """A tf.Module with variables; with ``writer_path`` it holds a resource whose initializer
+    (run by tf.saved_model.load) writes that file."""
+    class Writer(tf.saved_model.experimental.TrackableResource):
+        def __init__(self, path):
+            self._path = path
+            super().__init__()
+
+        def _create_resource(self):
+            return tf.raw_ops.VarHandleOp(dtype=tf.float32, shape=[], shared_name="")
+
+        def _initialize(self):
+            tf.io.write_file(self._path, "written by an uploaded model\n")
+            tf.raw_ops.AssignVariableOp(resource=self.resource_handle, value=tf.constant(1.0))
+
+    class Module(tf.Module):
+        def __init__(self):
+            self.w = tf.Variable(np.array([[0.3], [-0.2], [0.05], [0.1]], np.float32))
+            self.b = tf.Variable([0.25])
+            self.writer = Writer(writer_path) if writer_path else None
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32)])
+        def __call__(self, x):
+            y = tf.matmul(x, self.w) + self.b
+            if self.writer is not None:
+                y = y * tf.raw_ops.ReadVariableOp(resource=self.writer.resource_handle, dtype=tf.float32)
+            return tf.sigmoid(y)
+    return Module()
+
+
+def _tf1_graph(tf, np):
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 4], name="input")
+        w = tf.compat.v1.get_variable("w", initializer=np.array([[0.4], [-0.3], [0.02], [0.15]], np.float32))
+        tf.sigmoid(tf.matmul(x, w) - 1.0, name="output")
+    return g
+
+
+def _tf1_savedmodel(tf, np, path: Path, main_op=None) -> list:
+    """A TF1 SavedModel with variables; ``main_op(tf)`` builds the op tf.saved_model.load runs."""
+    g = _tf1_graph(tf, np)
+    with g.as_default(), tf.compat.v1.Session(graph=g) as sess:
+        sess.run(tf.compat.v1.global_variables_initializer())
+        x, y = g.get_tensor_by_name("input:0"), g.get_tensor_by_name("output:0")
+        sig = tf.compat.v1.saved_model.predict_signature_def({"x": x}, {"y": y})
+        b = tf.compat.v1.saved_model.Builder(str(path))
+        b.add_meta_graph_and_variables(sess, ["serve"], signature_def_map={"serving_default": sig},
+                                       main_op=main_op(tf) if main_op else None)
+        b.save()
+        return sess.run(y, {x: np.array(PROBES, np.float32)}).tolist()
+
+
+def _frozen_with_variables(tf, np, path: Path) -> list:
+    g = _tf1_graph(tf, np)
+    with g.as_default(), tf.compat.v1.Session(graph=g) as sess:
+        sess.run(tf.compat.v1.global_variables_initializer())
+        frozen = tf.compat.v1.graph_util.convert_variables_to_constants(sess, g.as_graph_def(), ["output"])
+        path.write_bytes(frozen.SerializeToString())
+        return sess.run("output:0", {"input:0": np.array(PROBES, np.float32)}).tolist()
+
+
+def _tfaas_main(outdir: Path, targets: dict) -> None:
+    """Good models of every kind a TFaaS user uploads, and hostile ones aiming at ``targets``:
+    ``outside`` (a host file), ``pth`` (a .pth file in the venv), ``config`` (config.toml to read)."""
+    import numpy as np
+    import tensorflow as tf
+    outdir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(256, 4)).astype("float32")
+    y = (x[:, 0] + x[:, 3] > 0).astype("float32")
+    probes = np.array(PROBES, np.float32)
+    manifest: dict = {"probes": PROBES, "good": {}, "hostile": {}}
+    for kind, model in _keras_models(x, y).items():
+        tf.saved_model.save(model, str(outdir / kind))        # as TFaaS' docs do
+        manifest["good"][kind] = {"expected": model.predict(probes, verbose=0).tolist()}
+    module = _module(tf, np)
+    tf.saved_model.save(module, str(outdir / "module"), signatures=module.__call__)
+    manifest["good"]["module"] = {"expected": module(probes).numpy().tolist()}
+    manifest["good"]["tf1"] = {"expected": _tf1_savedmodel(tf, np, outdir / "tf1")}
+    manifest["good"]["frozen"] = {"expected": _frozen_with_variables(tf, np, outdir / "frozen.pb"),
+                                  "inputNode": "input", "outputNode": "output"}
+    hostile = {
+        "main_op_outside": lambda t: t.io.write_file(targets["outside"], "written by main_op\n"),
+        "main_op_pth": lambda t: t.io.write_file(targets["pth"], "# written by main_op\n"),
+        "main_op_config": lambda t: t.debugging.Assert(
+            t.constant(False), [t.io.read_file(targets["config"])], summarize=10_000),
+    }
+    for kind, op in hostile.items():
+        _tf1_savedmodel(tf, np, outdir / kind, main_op=op)
+        manifest["hostile"][kind] = {}
+    for kind, target in (("resource_outside", targets["outside"]), ("resource_pth", targets["pth"])):
+        evil = _module(tf, np, target)
+        tf.saved_model.save(evil, str(outdir / kind), signatures=evil.__call__)
+        manifest["hostile"][kind] = {}
+    (outdir / "manifest.json").write_text(json.dumps(manifest))
+
+
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    _main(Path(sys.argv[1]))
+    if len(sys.argv) > 2:
+        _tfaas_main(Path(sys.argv[1]), json.loads(sys.argv[2]))
+    else:
+        _main(Path(sys.argv[1]))
 
 
 # -- used by the test modules ----------------------------------------------------------------
@@ -102,17 +229,47 @@ def built_models() -> dict:
     return _BUILT
 
 
+_TFAAS: dict | None = None
+
+
+def tfaas_models(targets: dict[str, str]) -> dict:
+    """TFaaS users' SavedModels of every kind and the hostile ones (see _tfaas_main),
+    built once per pytest process; ``targets`` are the host paths the hostile ones aim at."""
+    global _TFAAS
+    if _TFAAS is None:
+        import atexit
+        import shutil
+        import tempfile
+        d = Path(tempfile.mkdtemp(prefix="smartcache-test-tfaas-"))
+        atexit.register(shutil.rmtree, d, True)
+        manifest = build(d, json.dumps(targets))
+        manifest["dir"] = str(d)
+        _TFAAS = manifest
+    return _TFAAS
+
+
+def bundle(folder: Path | str, name: str) -> bytes:
+    """A SavedModel folder as the gzip tarball TFaaS users send (``tar czf name.tar.gz name``)."""
+    from smartcache.inference import modelformat as mf
+    return mf.pack_savedmodel(folder, name)
+
+
 def artifact(built: dict, key: str, kind: str) -> bytes:
     return (Path(built["dir"]) / f"{key}.{kind}").read_bytes()
 
 
+TOKEN = "test-token-0123456789abcdef"     # a usable token (16+ characters)
+
+
 def make_config(tmp_path: Path, *, token: str | None = None, max_upload_bytes: int = 64 << 20,
-                cache_size: int = 10):
+                cache_size: int = 10, auth: bool | None = None, sandbox: str = "bubblewrap"):
+    """Without a token, auth is off (as ``serve --no-auth``) unless ``auth=True`` says otherwise."""
     from smartcache.catalog.config import Config, InferenceConfig
     home = tmp_path / "home"
     return Config(home=home, catalog_url=f"sqlite:///{tmp_path}/catalog.db", data_root=home / "data",
-                  inference=InferenceConfig(token=token, max_upload_bytes=max_upload_bytes,
-                                            model_cache_size=cache_size))
+                  inference=InferenceConfig(token=token, auth=token is not None if auth is None else auth,
+                                            max_upload_bytes=max_upload_bytes, model_cache_size=cache_size,
+                                            sandbox=sandbox))
 
 
 def make_app(tmp_path: Path, **kw):
