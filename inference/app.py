@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask
 
 from smartcache.catalog import Config, Store, open_store
-from smartcache.inference import errors
+from smartcache.inference import bodylimit, errors
 from smartcache.inference.models import Loader
 from smartcache.inference.service import Service
 
@@ -23,14 +23,13 @@ def create_app(config: Config, store: Store | None = None, *, refresh_seconds: f
     from smartcache.inference import cache, ops, tfaas
     # smartcache is a namespace package: Flask cannot guess an instance folder, so give one.
     app = Flask(__name__, instance_path=str(config.home / "instance"))
-    # Werkzeug refuses larger bodies with 413, whatever their framing (a chunked body is cut off
-    # at the limit); /upload raises its own request's limit to max_upload_bytes.
-    app.config["MAX_CONTENT_LENGTH"] = tfaas.JSON_MAX_BYTES
     store = store if store is not None else open_store(config.catalog_url)
     service = Service(config, store, refresh_seconds=refresh_seconds, convert_timeout=convert_timeout,
                       loader=loader)
     app.extensions["smartcache"] = service
     errors.install(app)
+    # 413 past a route's body limit, chunked bodies too; /upload has its own (max_upload_bytes)
+    bodylimit.install(app, tfaas.JSON_MAX_BYTES)
     service.metrics.install(app)
     app.before_request(service.before_request)
     for bp in (tfaas.bp, cache.bp, ops.bp):

@@ -15,6 +15,7 @@ from flask import Blueprint, Response, request
 from smartcache.catalog import __version__
 from smartcache.catalog.base import check_name
 from smartcache.inference import modelformat as mf
+from smartcache.inference.bodylimit import body_limit
 from smartcache.inference.errors import APIError
 from smartcache.inference.models import ServingModel, record_tfaas_params
 from smartcache.inference.runtime import runtime_name
@@ -39,14 +40,8 @@ def _reject_constant(name: str) -> float:
 
 
 def read_body() -> bytes:
-    """The request body, at most JSON_MAX_BYTES whatever the framing: Werkzeug stops a chunked
-    body at ``request.max_content_length`` (the app's default) with 413."""
-    if (request.content_length or 0) > JSON_MAX_BYTES:
-        raise APIError(413, f"JSON body larger than {JSON_MAX_BYTES} bytes")
-    data = request.get_data(cache=False)
-    if len(data) > JSON_MAX_BYTES:
-        raise APIError(413, f"JSON body larger than {JSON_MAX_BYTES} bytes")
-    return data
+    """The request body: at most JSON_MAX_BYTES whatever the framing (see bodylimit.py)."""
+    return request.get_data(cache=False)
 
 
 def parse_json(data: bytes) -> Any:
@@ -172,11 +167,10 @@ def _as_object(body: Any) -> dict:
 # -- upload and delete ----------------------------------------------------------------------
 @bp.post("/upload")
 @bp.post("/bundle")     # TFaaS 2023 name for the tarball upload
+@body_limit(lambda: svc().config.inference.max_upload_bytes)
 @require_token
 def upload() -> Response:
     s = svc()
-    # this route's own body limit (the app's is JSON_MAX_BYTES), for any framing, chunked too
-    request.max_content_length = s.config.inference.max_upload_bytes
     try:
         with tempfile.TemporaryDirectory(prefix="smartcache-upload-") as tmp:
             up = parse_request(request, Path(tmp), s.config.inference.max_upload_bytes)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 
 import numpy as np
 import pytest
 
-from inference_support import FEATURES, PROBES, built_models, make_app, register, service
+from inference_support import FEATURES, PROBES, TOKEN, built_models, make_app, register, service
 
 
 @pytest.fixture(scope="session")
@@ -155,11 +156,12 @@ def test_delete_by_path_and_by_form(app_store, built):
 
 # -- auth ---------------------------------------------------------------------------------------
 def test_mutating_routes_need_the_bearer_token(tmp_path, built):
-    app, store = make_app(tmp_path, token="s3cret")
+    app, store = make_app(tmp_path, token=TOKEN)
     register(store, built, "v1")
     c = app.test_client()
-    good, bad = {"Authorization": "Bearer s3cret"}, {"Authorization": "Bearer nope"}
-    for headers in ({}, bad, {"Authorization": "s3cret"}):
+    good, bad = {"Authorization": f"Bearer {TOKEN}"}, {"Authorization": "Bearer nope"}
+    for headers in ({}, bad, {"Authorization": TOKEN}, {"Authorization": f"Bearer {TOKEN}x"},
+                    {"Authorization": "Bearer \u00e9t\u00e9"}):
         r = c.post("/params", json={"name": "cachemodel"}, headers=headers)
         assert r.status_code == 401 and r.headers["WWW-Authenticate"].startswith("Bearer")
         assert c.delete("/delete/cachemodel", headers=headers).status_code == 401
@@ -168,7 +170,28 @@ def test_mutating_routes_need_the_bearer_token(tmp_path, built):
     # reads stay open
     assert c.get("/models").status_code == 200
     assert post_json(c, {"values": PROBES[0], "model": "cachemodel"}).status_code == 200
+    assert c.get("/status").get_json()["auth"] == "bearer token"
     assert c.delete("/delete/cachemodel", headers=good).status_code == 200
+    store.close()
+
+
+@pytest.mark.parametrize("token,reason", [(None, "no inference token"), ("", "no inference token"),
+                                          ("short", "shorter than 16"), ("has space in the token", "whitespace"),
+                                          (12345, "not a string")])
+def test_auth_fails_closed_without_a_usable_token(tmp_path, built, token, reason):
+    """Only an explicit opt-out (serve --no-auth) opens mutating routes; a bad token shuts them."""
+    app, store = make_app(tmp_path, token=token, auth=True)
+    register(store, built, "v1")
+    c = app.test_client()
+    for headers in ({}, {"Authorization": f"Bearer {token}"}):
+        r = c.delete("/delete/cachemodel", headers=headers)
+        assert r.status_code == 503 and reason in r.get_json()["error"], r.data
+    assert c.get("/status").get_json()["auth"].startswith("closed")
+    assert [m.version for m in store.list_models("cachemodel")] == [1]
+    store.close()
+    (tmp_path / "open").mkdir()
+    app, store = make_app(tmp_path / "open", auth=False)
+    assert app.test_client().get("/status").get_json()["auth"] == "disabled (--no-auth)"
     store.close()
 
 
@@ -251,10 +274,20 @@ def test_swap_under_concurrent_load_never_fails(app_store, built):
 
 
 # -- operations ---------------------------------------------------------------------------------
+def test_status_lists_the_models_that_models_lists(client):
+    """Issue 15: /status right after /models listed a model showed "models": []."""
+    assert [m["name"] for m in client.get("/models").get_json()] == ["cachemodel"]
+    st = client.get("/status").get_json()
+    assert st["models"] == ["cachemodel:1"] and st["loaded_models"] == []
+    post_json(client, {"values": PROBES[0], "model": "cachemodel"})
+    assert client.get("/status").get_json()["loaded_models"] == ["cachemodel:1"]
+
+
 def test_status_healthz_metrics(client):
     post_json(client, {"values": PROBES[0], "model": "cachemodel"})
     st = client.get("/status").get_json()
     assert st["status"] == "ok" and st["models"] == ["cachemodel:1"] and st["postRequests"] >= 1
+    assert st["sandbox"] == "bubblewrap" and st["auth"] == "disabled (--no-auth)"
     assert st["Memory"]["rss_bytes"] > 0 and "litert" in st["runtime"]
     assert client.get("/healthz").get_json() == {"status": "ok"}
     assert client.get("/healthz?deep=1").get_json()["catalog"] == "ok"
@@ -283,3 +316,59 @@ def test_oversized_bodies_are_413_json(tmp_path):
     r = c.post("/upload", data=b"\x1f\x8b" + b"x" * 5000, headers={"Content-Encoding": "gzip"})
     assert r.status_code == 413 and "error" in r.get_json()
     store.close()
+
+
+class Endless(io.RawIOBase):
+    """A body that never ends (as a chunked stream can be), counting what the server reads."""
+
+    def __init__(self, head: bytes = b""):
+        self.head, self.n = head, 0
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        data, self.head = (self.head[:len(b)], self.head[len(b):]) if self.head else (b" " * len(b), b"")
+        b[:len(data)] = data
+        self.n += len(data)
+        return len(data)
+
+
+FILE_PART = (b'--xyz\r\nContent-Disposition: form-data; name="model"; filename="m"\r\n'
+             b"Content-Type: application/octet-stream\r\n\r\n")
+
+
+@pytest.mark.parametrize("path,limit", [("/json", "json"), ("/params", "json"), ("/upload", "upload")])
+def test_chunked_bodies_are_cut_off_at_the_routes_limit(tmp_path, path, limit):
+    """No Content-Length (Transfer-Encoding: chunked): read up to the route's limit, then 413."""
+    from smartcache.inference.tfaas import JSON_MAX_BYTES
+    from werkzeug.test import EnvironBuilder, run_wsgi_app
+    app, store = make_app(tmp_path, max_upload_bytes=1 << 20)
+    body = Endless(FILE_PART if limit == "upload" else b"")
+    environ = EnvironBuilder(path=path, method="POST", headers={"Transfer-Encoding": "chunked"},
+                             content_type="multipart/form-data; boundary=xyz" if limit == "upload" else None
+                             ).get_environ()
+    environ.pop("CONTENT_LENGTH", None)
+    # as gunicorn passes a de-chunked body: a stream that ends where the chunks end (here: never)
+    environ.update({"wsgi.input": io.BufferedReader(body), "wsgi.input_terminated": True})
+    app_iter, status, headers = run_wsgi_app(app, environ, buffered=True)
+    assert status.startswith("413") and "error" in json.loads(b"".join(app_iter)), status
+    assert body.n <= (JSON_MAX_BYTES if limit == "json" else 1 << 20) + (1 << 20)
+    store.close()
+
+
+def test_non_finite_outputs_are_json_errors(client):
+    """Values within float32 that overflow inside the model: an error, never a bare NaN."""
+    r = post_json(client, {"values": [3e38, 3e38, 3e38, 3e38], "model": "cachemodel"})
+    assert r.status_code == 422 and "non-finite" in r.get_json()["error"], r.data
+    r = client.post("/json", data=json.dumps({"values": [[1, 1, 1, 1], [3e38, -3e38, 3e38, 3e38]],
+                                              "model": "cachemodel"}))
+    assert r.status_code == 422 and r.mimetype == "application/json"
+
+
+@pytest.mark.parametrize("version", ["99999999999999999999999", "2147483648", "0", "-1", "1e3", "\u0661", "x"])
+def test_delete_version_is_bounded_and_validated(client, version):
+    r = client.delete(f"/delete/cachemodel?version={version}")
+    assert r.status_code == 400 and "version must be an integer from 1 to" in r.get_json()["error"]
+    assert client.delete("/delete/cachemodel?version=7").status_code == 404
+    assert client.get("/models").get_json()[0]["version"] == 1

@@ -6,16 +6,17 @@ import gzip
 import io
 import json
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from inference_support import FEATURES, PROBES, artifact, built_models, make_app, register, service
+from inference_support import FEATURES, PROBES, TOKEN as TOKEN_VALUE, artifact, built_models, make_app, register, service
 from smartcache.catalog.errors import Invalid
 from smartcache.inference import modelformat as mf
-from smartcache.inference.tarsafe import check_member_name, extract_bundle
+from smartcache.inference.tarsafe import BundleTooLarge, check_member_name, extract_bundle, extract_stream
 
-TOKEN = {"Authorization": "Bearer tok"}
+TOKEN = {"Authorization": f"Bearer {TOKEN_VALUE}"}
 
 
 @pytest.fixture(scope="session")
@@ -25,7 +26,7 @@ def built():
 
 @pytest.fixture
 def env(tmp_path):
-    app, store = make_app(tmp_path, token="tok")
+    app, store = make_app(tmp_path, token=TOKEN_VALUE)
     yield app, app.test_client(), store
     store.close()
 
@@ -175,42 +176,133 @@ def test_missing_fields_and_wrong_body(env, built):
     assert r.status_code == 400
 
 
-# -- tar-slip and friends -----------------------------------------------------------------------
-SLIP = {
-    "dotdot": [member("cachemodel/"), member("cachemodel/../../evil.txt")],
-    "absolute": [member("/tmp/evil-smartcache.txt")],
-    "symlink": [member("cachemodel/saved_model.pb", tarfile.SYMTYPE, linkname="/etc/passwd")],
-    "hardlink": [member("cachemodel/saved_model.pb", tarfile.LNKTYPE, linkname="/etc/passwd")],
-    "chardev": [member("cachemodel/dev", tarfile.CHRTYPE)],
-    "fifo": [member("cachemodel/fifo", tarfile.FIFOTYPE)],
-    "two-tops": [member("a/saved_model.pb"), member("b/saved_model.pb")],
-    "file-at-top": [member("saved_model.pb")],
-    "backslash": [member("cachemodel\\..\\evil")],
-    "bad-top-name": [member("-rf/saved_model.pb")],
-}
+# -- tar-slip and friends: the extraction itself, member kind by member kind --------------------
+# Each case: the members, the refusal reason, and the host paths (relative to the extraction's
+# parent, or absolute) where a broken extractor would have put something.
+def slip_cases(tag: str) -> dict:
+    evil = f"/tmp/smartcache-slip-{tag}"
+    return {
+        "absolute": ([member("m/", tarfile.DIRTYPE, None), member(f"{evil}-abs.txt")], "absolute path",
+                     [f"{evil}-abs.txt"]),
+        "dotdot": ([member("m/", tarfile.DIRTYPE, None), member("m/../../escaped.txt")], "escapes",
+                   ["escaped.txt", "../escaped.txt"]),
+        "dotdot-top": ([member("../escaped-top.txt")], "escapes", ["escaped-top.txt"]),
+        "symlink": ([member("m/", tarfile.DIRTYPE, None),
+                     member("m/link", tarfile.SYMTYPE, linkname="../../outside"),
+                     member("m/link/written.txt")], "links are not allowed", ["outside/written.txt"]),
+        "symlink-abs": ([member("m/", tarfile.DIRTYPE, None), member("m/etc", tarfile.SYMTYPE, linkname="/tmp"),
+                         member(f"m/etc/smartcache-slip-{tag}-sym.txt")], "links are not allowed",
+                        [f"{evil}-sym.txt"]),
+        "hardlink": ([member("m/", tarfile.DIRTYPE, None),
+                      member("m/saved_model.pb", tarfile.LNKTYPE, linkname="../victim.txt")],
+                     "links are not allowed", []),
+        "chardev": ([member("m/", tarfile.DIRTYPE, None), member("m/null", tarfile.CHRTYPE)],
+                    "only files and folders", []),
+        "blockdev": ([member("m/", tarfile.DIRTYPE, None), member("m/disk", tarfile.BLKTYPE)],
+                     "only files and folders", []),
+        "fifo": ([member("m/", tarfile.DIRTYPE, None), member("m/fifo", tarfile.FIFOTYPE)],
+                 "only files and folders", []),
+        "backslash": ([member("m\\..\\..\\escaped-bs.txt")], "unsafe path", ["escaped-bs.txt"]),
+        "two-tops": ([member("a/saved_model.pb"), member("b/saved_model.pb")], "one top-level folder", []),
+        "file-at-top": ([member("saved_model.pb")], "inside one top-level folder", []),
+        "bad-top-name": ([member("-rf/saved_model.pb")], "invalid bundle folder", []),
+        "duplicate": ([member("m/a"), member("m/a")], "duplicate", []),
+    }
 
 
-@pytest.mark.parametrize("case", sorted(SLIP))
-def test_tar_slip_bundles_are_refused(env, tmp_path, case):
+CASES = sorted(slip_cases("x"))
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_tar_slip_extraction_refuses_each_member_kind_and_writes_nothing_outside(tmp_path, case):
+    members, reason, escapes = slip_cases(tmp_path.name)[case]
+    victim = tmp_path / "work" / "victim.txt"
+    (tmp_path / "work" / "x").mkdir(parents=True)
+    victim.write_text("untouched")
+    dest = tmp_path / "work" / "x" / "dest"
+    dest.mkdir()
+    before = sorted(p for p in tmp_path.rglob("*") if dest not in p.parents)
+    with pytest.raises(Invalid, match=reason):
+        extract_stream(io.BytesIO(tarball(members)), dest, max_bytes=1 << 20)
+    # nothing anywhere outside dest: not beside it, not above it, not at the absolute paths
+    assert sorted(p for p in tmp_path.rglob("*") if dest not in p.parents) == before
+    for rel in escapes:
+        for base in (dest, dest.parent, dest.parent.parent):
+            assert not (base / rel).exists() or (base / rel) in before, f"{rel} landed under {base}"
+        if rel.startswith("/"):
+            assert not Path(rel).exists(), f"{rel} landed"
+    assert victim.read_text() == "untouched"
+    # and nothing unsafe inside dest either: no links, no special files
+    assert all(p.is_dir() or (p.is_file() and not p.is_symlink()) for p in dest.rglob("*"))
+
+
+@pytest.mark.parametrize("case", ["absolute", "dotdot", "symlink", "hardlink", "chardev", "fifo"])
+def test_tar_slip_uploads_are_refused_with_the_reason(env, tmp_path, case):
     app, c, store = env
-    fixed = [(m, d) for m, d in SLIP[case]]
-    for m, _ in fixed:
-        if m.name.endswith("/") and m.type == tarfile.REGTYPE:
-            m.type = tarfile.DIRTYPE
-    fixed = [(m, None if m.type == tarfile.DIRTYPE else d) for m, d in fixed]
-    r = c.post("/upload", data=tarball(fixed), headers={**TOKEN, "Content-Encoding": "gzip"})
+    members, reason, _ = slip_cases(tmp_path.name)[case]
+    r = c.post("/upload", data=tarball(members), headers={**TOKEN, "Content-Encoding": "gzip"})
     assert r.status_code == 400, r.data
-    assert "error" in r.get_json()
-    assert not (tmp_path.parent / "evil.txt").exists()
+    assert reason in r.get_json()["error"]
     assert store.list_models() == []
 
 
-def test_decompression_bomb_is_refused(tmp_path):
-    app, store = make_app(tmp_path, max_upload_bytes=200_000)
-    bomb = tarball([member("cachemodel/", tarfile.DIRTYPE, None), member("cachemodel/saved_model.pb", data=b"\0" * 2_000_000)])
-    assert len(bomb) < 200_000
+def gzip_bomb(name: str, declared: int, members: int = 1) -> bytes:
+    """``members`` zero-filled files of ``declared`` bytes each, as concatenated gzip members (one
+    per MiB of zeros): a 32 GiB tarball is ~32 MB and built in moments."""
+    zeros = gzip.compress(b"\0" * (1 << 20), 9)
+    out = io.BytesIO()
+    for i in range(members):
+        info = tarfile.TarInfo(f"{name}/file{i}" if members > 1 else name)
+        info.size = declared
+        out.write(gzip.compress(info.tobuf(tarfile.GNU_FORMAT), 9))
+        out.write(zeros * (declared >> 20))
+    return out.getvalue()
+
+
+class Reader(io.RawIOBase):
+    """Counts what the extractor reads of the upload."""
+
+    def __init__(self, data: bytes):
+        self.src, self.n = io.BytesIO(data), 0
+
+    def readable(self):
+        return True
+
+    def readinto(self, b):
+        data = self.src.read(len(b))
+        b[:len(data)] = data
+        self.n += len(data)
+        return len(data)
+
+
+def refused_after(data: bytes, dest: Path, match: str, **budget) -> int:
+    """Extract ``data`` expecting a BundleTooLarge; returns how many upload bytes were read."""
+    dest.mkdir()
+    reader = Reader(data)
+    with pytest.raises(BundleTooLarge, match=match):
+        extract_stream(io.BufferedReader(reader), dest, **budget)
+    return reader.n
+
+
+def test_decompression_bombs_stop_at_the_first_overrun(tmp_path):
+    # the issue's bomb: ~32 MB inflating to 32 GiB. Refused at the member's header.
+    bomb = gzip_bomb("m/variables.data", 32 << 30)
+    assert 25e6 < len(bomb) < 40e6
+    assert refused_after(bomb, tmp_path / "a", "more than 1073741824 bytes", max_bytes=1 << 30) < 2 << 20
+    # members each within the byte budget: the compression-ratio budget stops them early
+    many = gzip_bomb("m", 256 << 20, members=8)
+    assert refused_after(many, tmp_path / "b", "inflates more than", max_bytes=4 << 30) < 2 << 20
+    # the member budget
+    files = tarball([member("m/", tarfile.DIRTYPE, None)] + [member(f"m/f{i}") for i in range(50)])
+    refused_after(files, tmp_path / "c", "members", max_bytes=1 << 20, max_members=20)
+
+
+def test_decompression_bomb_upload_is_413(tmp_path):
+    app, store = make_app(tmp_path, max_upload_bytes=64 << 20)
+    bomb = gzip_bomb("cachemodel/variables/variables.data-00000-of-00001", 32 << 30)
     r = app.test_client().post("/upload", data=bomb, headers={"Content-Encoding": "gzip"})
-    assert r.status_code == 400 and "more than" in r.get_json()["error"]
+    assert r.status_code == 413 and "more than" in r.get_json()["error"]
+    assert store.list_models() == []
     store.close()
 
 
@@ -222,7 +314,8 @@ def test_extract_bundle_writes_only_below_dest(tmp_path):
     assert extract_bundle(data, dest, max_bytes=100) == "m"
     assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*")) == \
         ["m", "m/saved_model.pb", "m/variables", "m/variables/v.index"]
-    with pytest.raises(Invalid):
+    (tmp_path / "again").mkdir()
+    with pytest.raises(BundleTooLarge):
         extract_bundle(data, tmp_path / "again", max_bytes=3)
     for bad in ("", "/x", "a/../../b", "..", "a\x00b", "C:/x"):
         with pytest.raises(Invalid):
@@ -248,16 +341,21 @@ def test_params_camel_and_snake_case():
             mf.parse_params(bad)
 
 
-def test_swapped_in_upload_is_seen_by_other_workers_on_refresh(tmp_path, built):
-    """Two apps on one catalog stand for two gunicorn workers."""
+def test_other_workers_see_uploads_and_deletes_at_once(tmp_path, built):
+    """Two apps on one catalog and one home stand for two gunicorn workers; no refresh runs."""
     app_a, store_a = make_app(tmp_path)
     app_b = make_app(tmp_path)[0]
     register(store_a, built, "v1")
     a, b = app_a.test_client(), app_b.test_client()
+    first = predict(b, PROBES[0])
+    assert predict(a, PROBES[0]) == first
+    tflite = artifact(built, "v2", "tflite")
+    assert a.post("/upload", data=form(tflite, params_file())).status_code == 200
+    assert predict(b, PROBES[0]) == predict(a, PROBES[0]) != first       # b serves version 2 at once
+    assert a.delete("/delete/cachemodel").status_code == 200
+    r = b.post("/json", data=json.dumps({"values": PROBES[0], "model": "cachemodel"}))
+    assert r.status_code == 404                                         # deleted for b too
+    # b remembers the miss; a new upload on a is still served by b at once
+    assert a.post("/upload", data=form(tflite, params_file())).status_code == 200
     assert predict(b, PROBES[0]) == predict(a, PROBES[0])
-    params = params_file()
-    assert a.post("/upload", data=form(artifact(built, "v2", "tflite"), params)).status_code == 200
-    assert predict(a, PROBES[0]) != predict(b, PROBES[0])
-    service(app_b).refresh_now()
-    assert predict(a, PROBES[0]) == predict(b, PROBES[0])
     store_a.close()
