@@ -13,8 +13,10 @@ from __future__ import annotations
 import io
 from typing import Callable
 
-from flask import Flask, current_app, request
+from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
+
+_DRAIN_CHUNK = 1 << 20
 
 
 class CappedInput(io.RawIOBase):
@@ -65,6 +67,20 @@ def _before_request() -> None:
     request.max_content_length = None
 
 
+def _drain(response: Response) -> Response:
+    """Read what the view left of the body (within the limit) before answering: a client still
+    sending gets the answer (say a 400 or a bomb's 413) instead of a broken pipe."""
+    stream = request.environ.get("wsgi.input")
+    if isinstance(stream, CappedInput):
+        try:
+            while stream.read(_DRAIN_CHUNK):
+                pass
+        except (RequestEntityTooLarge, OSError, ValueError):
+            pass      # over the limit, or the client is gone: the server closes the connection
+    return response
+
+
 def install(app: Flask, default: int) -> None:
     app.config["BODY_LIMIT"] = default
     app.before_request(_before_request)
+    app.after_request(_drain)
