@@ -1,9 +1,12 @@
-"""Benchmark the inference service against a naive Flask + ``model.predict`` baseline.
+"""Benchmark the inference service against Flask + Keras baselines.
 
-Both servers run under gunicorn on 127.0.0.1 with the same worker count; load comes from
-a separate process (benchmarks/loadgen.py, keep-alive connections). Measured in one run:
+Every server runs under gunicorn on 127.0.0.1 with the same worker and thread count; load
+comes from a separate process (benchmarks/loadgen.py, keep-alive connections). Measured in
+one run, at 1, 16 and 32 concurrent connections (latency p50/p99 and throughput):
 
-* single-row ``POST /json``: latency p50/p99 at concurrency 1, throughput at concurrency 32;
+* single-row ``POST /json`` on smartcache, on the fair baseline (the same Flask app calling the
+  Keras model through one ``tf.function`` per request: the strongest way to run the model itself)
+  and on the naive one (``model.predict`` per request);
 * ``GET /decide`` for a listed file (list lookup) and an unlisted one (model on LFN features).
 
 Model: the 16 -> 64 -> 32 -> 1 MLP of ANCHORS.md, trained for a few steps. Targets on
@@ -79,13 +82,17 @@ def setup(work: Path) -> Path:
     log("training and exporting the 16-64-32-1 MLP (TensorFlow, in a child process)")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
     subprocess.run([sys.executable, "-c", BUILD, str(work)], check=True, env=env, timeout=900)
+    import secrets
+
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from smartcache.catalog import open_store
     from smartcache.inference import modelformat as mf
     home = work / "home"
-    home.mkdir()
+    home.mkdir(mode=0o700)
+    # serve refuses to start without a usable token (the benchmark sends only reads)
+    (home / "config.toml").write_text(f'[inference]\ntoken = "{secrets.token_urlsafe(32)}"\n')
     store = open_store(f"sqlite:///{home / 'catalog.db'}", migrate=True)
     arts = {k: (work / f"mlp.{k}").read_bytes() for k in ("tflite", "savedmodel", "params")}
     model = mf.register(store, "mlp", arts, input_features=FEATURES, stage="production",
@@ -112,10 +119,11 @@ def start_ours(home: Path, port: int, workers: int, threads: int, logf) -> subpr
     return subprocess.Popen(cmd, env=env, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
 
-def start_naive(model: Path, port: int, workers: int, threads: int, logf) -> subprocess.Popen:
+def start_naive(model: Path, port: int, workers: int, threads: int, logf, mode: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "gunicorn", "--chdir", str(HERE), "-b", f"127.0.0.1:{port}", "-w", str(workers),
            "-k", "gthread", "--threads", str(threads), "--no-control-socket", "--timeout", "120", "naive_app:app"]
-    env = {**os.environ, "NAIVE_MODEL": str(model), "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    env = {**os.environ, "NAIVE_MODEL": str(model), "NAIVE_MODE": mode, "TF_CPP_MIN_LOG_LEVEL": "3",
+           "CUDA_VISIBLE_DEVICES": ""}
     return subprocess.Popen(cmd, env=env, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
 
@@ -148,11 +156,17 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
-def scenarios(quick: bool) -> dict[str, tuple[int, int, float]]:
-    """name -> (concurrency, requests, max seconds)."""
+CONCURRENCY = (1, 16, 32)
+# requests per run at concurrency 1, 16, 32 (each run also stops after MAX_SECONDS)
+REQUESTS = {"ours": (4000, 20000, 30000), "function": (2000, 6000, 8000), "predict": (120, 400, 600)}
+MAX_SECONDS = 30.0
+BASELINES = {"function": "fair Flask+tf.function", "predict": "naive Flask+predict"}
+
+
+def scenarios(server: str, quick: bool) -> list[tuple[int, int]]:
+    """(concurrency, requests) for one server."""
     f = 0.25 if quick else 1.0
-    return {"c1": (1, int(4000 * f), 30.0), "c32": (32, int(30000 * f), 30.0),
-            "naive_c1": (1, int(120 * f) or 20, 30.0), "naive_c32": (32, int(600 * f), 30.0)}
+    return [(c, max(int(n * f), 20)) for c, n in zip(CONCURRENCY, REQUESTS[server])]
 
 
 def in_process(work: Path, quick: bool) -> dict:
@@ -177,73 +191,86 @@ def in_process(work: Path, quick: bool) -> dict:
             "batch_rows_per_s": round(100_000 / (time.perf_counter() - t0))}
 
 
+def measure(port: int, proc: subprocess.Popen, key: str, path: str, method: str, body: bytes,
+            plan: list[tuple[int, int]], work: Path, results: dict) -> None:
+    for conc, n in plan:
+        log(f"{key} concurrency {conc}: {n} requests")
+        cpu0 = tree_cpu_seconds(proc.pid)
+        res = load(port, path, method, body, conc, n, MAX_SECONDS, work)
+        # warm-up requests are included in the server's CPU time: a slight overestimate
+        res["server_cpu_us_per_request"] = round(
+            (tree_cpu_seconds(proc.pid) - cpu0) / max(res["requests"], 1) * 1e6, 1)
+        results[f"{key}_c{conc}"] = res
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def run(args: argparse.Namespace, work: Path) -> dict:
     home = setup(work)
-    sc = scenarios(args.quick)
     row = json.dumps({"keys": FEATURES, "values": [0.5] * N_FEATURES, "model": "mlp"}).encode()
     results: dict = {"loadavg_start": os.getloadavg()[0], "workers": args.workers, "threads": args.threads}
     results["in_process"] = in_process(work, args.quick)
-    procs = []
-    with open(work / "ours.log", "w") as lo, open(work / "naive.log", "w") as ln:
+    with open(work / "ours.log", "w") as logf:
+        port = free_port()
+        proc = start_ours(home, port, args.workers, args.threads, logf)
         try:
-            p_ours, p_naive = free_port(), free_port()
-            procs.append(start_ours(home, p_ours, args.workers, args.threads, lo))
-            wait_healthy(p_ours, procs[-1])
+            wait_healthy(port, proc)
             for name, (path, method, body) in {
                     "json": ("/json", "POST", row),
                     "decide_list": (f"/decide?site={SITE}&lfn={LISTED}", "GET", b""),
                     "decide_model": (f"/decide?site={SITE}&lfn={UNLISTED}&size=2000000000", "GET", b"")}.items():
-                for c in ("c1", "c32"):
-                    conc, n, secs = sc[c]
-                    log(f"ours {name} concurrency {conc}: {n} requests")
-                    cpu0 = tree_cpu_seconds(procs[-1].pid)
-                    res = load(p_ours, path, method, body, conc, n, secs, work)
-                    # warm-up requests are included in the server's CPU time: a slight overestimate
-                    res["server_cpu_us_per_request"] = round(
-                        (tree_cpu_seconds(procs[-1].pid) - cpu0) / max(res["requests"], 1) * 1e6, 1)
-                    results[f"ours_{name}_{c}"] = res
-            procs[-1].terminate()
-            procs[-1].wait(30)
-            log("naive baseline: Flask + model.predict per request")
-            procs.append(start_naive(work / "model.keras", p_naive, args.workers, args.threads, ln))
-            wait_healthy(p_naive, procs[-1], timeout=300)
-            for c in ("naive_c1", "naive_c32"):
-                conc, n, secs = sc[c]
-                log(f"naive json concurrency {conc}: {n} requests")
-                results[c] = load(p_naive, "/json", "POST", row, conc, n, secs, work)
+                measure(port, proc, f"ours_{name}", path, method, body, scenarios("ours", args.quick), work, results)
         finally:
-            for p in procs:
-                if p.poll() is None:
-                    p.terminate()
-                    try:
-                        p.wait(30)
-                    except subprocess.TimeoutExpired:
-                        p.kill()
+            stop(proc)
+    for mode, label in BASELINES.items():
+        log(f"baseline: {label} per request")
+        with open(work / f"{mode}.log", "w") as logf:
+            port = free_port()
+            proc = start_naive(work / "model.keras", port, args.workers, args.threads, logf, mode)
+            try:
+                wait_healthy(port, proc, timeout=300)
+                measure(port, proc, mode, "/json", "POST", row, scenarios(mode, args.quick), work, results)
+            finally:
+                stop(proc)
     results["loadavg_end"] = os.getloadavg()[0]
     return results
 
 
 def report(r: dict) -> None:
-    def line(label: str, c1: dict, c32: dict) -> str:
-        return (f"{label:<26} p50 {c1['p50_ms']:>8.3f} ms  p99 {c1['p99_ms']:>8.3f} ms  "
-                f"c32 {c32['rps']:>8.1f} req/s (p50 {c32['p50_ms']:.2f} ms, p99 {c32['p99_ms']:.2f} ms)  "
-                f"errors {c1['errors'] + c32['errors']}, non-200 {_non200(c1) + _non200(c32)}")
+    def line(label: str, key: str) -> str:
+        cells = []
+        for c in CONCURRENCY:
+            res = r[f"{key}_c{c}"]
+            cells.append(f"c{c:<2} p50 {res['p50_ms']:>8.2f} p99 {res['p99_ms']:>8.2f} ms {res['rps']:>7.0f}/s")
+        errors = sum(r[f"{key}_c{c}"]["errors"] + _non200(r[f"{key}_c{c}"]) for c in CONCURRENCY)
+        return f"{label:<31}" + " | ".join(cells) + f" | errors+non-200 {errors}"
     print(f"machine: {os.cpu_count()} cores, load average {r['loadavg_start']:.2f} at start, "
           f"{r['loadavg_end']:.2f} at end; {r['workers']} gunicorn workers x {r['threads']} threads each")
     ip = r["in_process"]
     print(f"in-process ({ip['runtime']}): one row {ip['row_us']} us, 100k-row batch "
           f"{ip['batch_rows_per_s'] / 1e6:.1f} M rows/s")
-    print(line("smartcache /json", r["ours_json_c1"], r["ours_json_c32"]))
-    print(line("naive Flask+predict /json", r["naive_c1"], r["naive_c32"]))
-    print(line("smartcache /decide (list)", r["ours_decide_list_c1"], r["ours_decide_list_c32"]))
-    print(line("smartcache /decide (model)", r["ours_decide_model_c1"], r["ours_decide_model_c32"]))
-    o1, n1, o32, n32 = r["ours_json_c1"], r["naive_c1"], r["ours_json_c32"], r["naive_c32"]
+    print(line("smartcache /json", "ours_json"))
+    for mode, label in BASELINES.items():
+        print(line(f"{label} /json", mode))
+    print(line("smartcache /decide (list)", "ours_decide_list"))
+    print(line("smartcache /decide (model)", "ours_decide_model"))
+    o32 = r["ours_json_c32"]
     srv, cli = o32["server_cpu_us_per_request"], o32["client_cpu_us_per_request"]
     print(f"/json at c32: server CPU {srv} us/request, load generator {cli} us/request -> the 2 cores "
-          f"could carry ~{2e6 / (srv + cli):.0f} req/s with client and server alone on them, "
-          f"~{2e6 / srv:.0f} req/s with the load generator elsewhere")
-    print(f"ratio naive/ours: p50 x{n1['p50_ms'] / o1['p50_ms']:.0f}, p99 x{n1['p99_ms'] / o1['p99_ms']:.0f}; "
-          f"throughput ours/naive x{o32['rps'] / max(n32['rps'], 1e-9):.0f}")
+          f"could carry ~{2e6 / (srv + cli):.0f} req/s with client and server alone on them")
+    for mode, label in BASELINES.items():
+        ratios = ", ".join(f"c{c} p50 x{r[f'{mode}_c{c}']['p50_ms'] / r[f'ours_json_c{c}']['p50_ms']:.1f} "
+                           f"throughput x{r[f'ours_json_c{c}']['rps'] / max(r[f'{mode}_c{c}']['rps'], 1e-9):.1f}"
+                           for c in CONCURRENCY)
+        print(f"smartcache /json vs {label}: {ratios}")
+    o1 = r["ours_json_c1"]
     for key, target in TARGETS.items():
         got = o32[key] if key == "rps" else o1[key]
         ok = got >= target if key == "rps" else got <= target

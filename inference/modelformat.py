@@ -231,11 +231,12 @@ def build_artifacts(name: str, tflite: bytes, *, savedmodel: bytes | None = None
 
 
 # -- producing artifacts (needs tensorflow) ---------------------------------------------------
-def tflite_from_savedmodel(directory: Path | str, signature: str = "serving_default") -> bytes:
-    """Convert a SavedModel directory to a TFLite flatbuffer (imports tensorflow)."""
-    import tensorflow as tf
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(directory), signature_keys=[signature])
-    return bytes(converter.convert())
+def tflite_from_savedmodel(directory: Path | str) -> bytes:
+    """Convert a SavedModel directory to a TFLite flatbuffer that gives the model's own outputs
+    (checked on probe rows, see :mod:`smartcache.inference.tfconvert`; imports tensorflow).
+    For the project's own trusted exports: uploads are converted in a sandbox instead."""
+    from smartcache.inference.tfconvert import convert_savedmodel
+    return convert_savedmodel(Path(directory)).tflite
 
 
 def export_keras(model: Any, name: str, workdir: Path | str, *, description: str = "",

@@ -24,7 +24,10 @@ def _resp(desc: str, schema: dict | None = None) -> dict:
 
 def _errors(*codes: int) -> dict:
     text = {400: "Bad request", 401: "Missing or wrong bearer token", 404: "Not found",
-            405: "Method not allowed", 409: "Conflict", 413: "Too large", 503: "Catalog unavailable"}
+            405: "Method not allowed", 409: "Conflict", 413: "Too large",
+            422: "The model gives a non-finite output for these values",
+            503: "Catalog unavailable, no usable token configured (mutating routes closed), "
+                 "or no sandbox to convert an upload in"}
     return {str(c): _resp(text[c], _ERR) for c in codes}
 
 
@@ -71,6 +74,7 @@ DECISION = {"type": "object", "required": ["store", "score", "model", "source"],
             "properties": {"store": {"type": "boolean"}, "score": {"type": "number"},
                            "model": {"type": "string", "nullable": True},
                            "source": {"type": "string", "enum": ["list", "model", "default"]}}}
+VERSION = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
 UPLOAD_FORM = {"type": "object", "required": ["name", "model"],
                "properties": {"name": {"type": "string"},
                               "params": {"type": "string", "format": "binary"},
@@ -89,9 +93,9 @@ def build() -> dict[str, Any]:
             "post": _op("Set the default model", _resp("ok", _OBJ), 400, 404, 413,
                         body={"required": True, "content": _json(PARAMS)}, secured=True)},
         "/json": {"post": _op("Predict (TFaaS JSON row, or rows)", _resp("output row(s)", PREDICTION),
-                              400, 404, 413, body={"required": True, "content": _json(ROW)})},
+                              400, 404, 413, 422, body={"required": True, "content": _json(ROW)})},
         "/predict/json": {"post": _op("Predict (same as /json)", _resp("output row(s)", PREDICTION),
-                                      400, 404, 413, body={"required": True, "content": _json(ROW)})},
+                                      400, 404, 413, 422, body={"required": True, "content": _json(ROW)})},
         "/upload": {"post": _op(
             "Upload a model: multipart (name, params, model, labels) or a gzip SavedModel tarball",
             _resp("registered version", _OBJ), 400, 404, 409, 413, secured=True,
@@ -101,10 +105,10 @@ def build() -> dict[str, Any]:
                 "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}})},
         "/delete/{model}": {"delete": _op("Delete a model (all versions, or ?version=N)",
                                           _resp("deleted", _OBJ), 400, 404, secured=True,
-                                          params=[_path("model"), _q("version", {"type": "integer"})])},
+                                          params=[_path("model"), _q("version", VERSION)])},
         "/delete": {"delete": _op("Delete a model named by form field model", _resp("deleted", _OBJ),
                                   400, 404, secured=True,
-                                  params=[_q("model", {"type": "string"}), _q("version", {"type": "integer"})])},
+                                  params=[_q("model", {"type": "string"}), _q("version", VERSION)])},
         "/status": {"get": _op("Server status", _resp("status", _OBJ))},
         "/decide": {"get": _op("Should the site's cache hold this file?", _resp("decision", DECISION),
                                400, 404, params=[
