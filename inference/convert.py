@@ -22,13 +22,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, dataclass
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from smartcache.catalog.errors import Invalid, SmartcacheError, Unavailable
-from smartcache.inference.runtime import ModelInfo
+from smartcache.inference.runtime import ModelInfo, describe
 from smartcache.inference.sandbox import Sandbox
+from smartcache.inference.tfconvert import TOLERANCE
 
 KINDS = ("savedmodel", "graphdef", "tflite")
 DEFAULT_TIMEOUT = 300.0
@@ -78,31 +80,59 @@ def convert_in_child(kind: str, source: Path, *, input_node: str = "", output_no
         result = _run(cmd, env, timeout)
         try:
             tflite = (out_dir / _OUTPUT).read_bytes()
-            info = ModelInfo(**result["info"])
-            return Conversion(tflite, info, str(result["method"]), result["max_abs_diff"],
-                              int(result["probe_rows"]), sandbox.describe())
+            diff = result["max_abs_diff"]
+            conv = Conversion(tflite, describe(tflite), str(result["method"])[:64],
+                              None if diff is None else float(diff), int(result["probe_rows"]), sandbox.describe())
         except (KeyError, TypeError, ValueError, OSError) as e:
             raise Unavailable(f"model converter gave no result: {e}") from e
+    if conv.max_abs_diff is not None and not conv.max_abs_diff <= TOLERANCE:
+        raise Invalid(f"converted model differs from the original by up to {conv.max_abs_diff:.3g}")
+    return conv
 
 
 def _run(cmd: list[str], env: dict[str, str], timeout: float) -> dict[str, Any]:
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    # keep only the ends of what the child prints: a hostile model may print without end
+    out, err = _Tail(proc.stdout), _Tail(proc.stderr)
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
-                              stdin=subprocess.DEVNULL, start_new_session=True)
+        returncode = proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired as e:
+        proc.kill()       # bwrap: --die-with-parent takes the whole box down with it
+        proc.wait()
         raise Invalid(f"model conversion took longer than {timeout:.0f} s") from e
-    if proc.returncode == 2:
-        raise Invalid(_last_line(proc.stderr) or "model refused")
-    if proc.returncode != 0:
+    finally:
+        out.join()
+        err.join()
+    if returncode == 2:
+        raise Invalid(_last_line(err.text()) or "model refused")
+    if returncode != 0:
         # A crash or an rlimit (signal, or bwrap reporting the child's death) is the file's fault.
-        if proc.returncode < 0 or proc.returncode > 128:
-            sig = -proc.returncode if proc.returncode < 0 else proc.returncode - 128
+        if returncode < 0 or returncode > 128:
+            sig = -returncode if returncode < 0 else returncode - 128
             raise Invalid(f"model crashed the converter or exceeded its limits (signal {sig})")
-        raise Unavailable(f"model converter failed: {_last_line(proc.stderr)}")
+        raise Unavailable(f"model converter failed: {_last_line(err.text())}")
     try:
-        return json.loads(proc.stdout.strip().splitlines()[-1])
+        return json.loads(out.text().strip().splitlines()[-1])
     except (ValueError, IndexError) as e:
         raise Unavailable(f"model converter gave no result: {e}") from e
+
+
+class _Tail(threading.Thread):
+    """Reads a pipe to its end, keeping the last ``keep`` bytes."""
+
+    def __init__(self, pipe, keep: int = 64 << 10):
+        super().__init__(daemon=True)
+        self.pipe, self.keep, self.data = pipe, keep, b""
+        self.start()
+
+    def run(self) -> None:
+        with self.pipe:
+            while chunk := self.pipe.read1(1 << 16):
+                self.data = (self.data + chunk)[-self.keep:]
+
+    def text(self) -> str:
+        return self.data.decode("utf-8", "replace")
 
 
 def _last_line(text: str) -> str:
@@ -129,7 +159,7 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
     pred = Predictor(tflite)
     _probe(pred)
     Path(args.output).write_bytes(tflite)
-    return {"info": asdict(pred.info), "method": method, "max_abs_diff": diff, "probe_rows": rows}
+    return {"method": method, "max_abs_diff": diff, "probe_rows": rows}
 
 
 def _probe(pred) -> None:
@@ -153,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
         result = _child(args)
     except SmartcacheError as e:
         print(str(e).replace("\n", " "), file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("the model needs more memory than a conversion may use", file=sys.stderr)
         return 2
     print(json.dumps(result))
     return 0

@@ -205,6 +205,27 @@ def test_sandbox_has_no_network_home_secrets_or_writable_system(tmp_path, target
     assert IN != OUT
 
 
+@pytest.mark.parametrize("code,limits,expect", [
+    ("while True: pass", Limits(cpu_seconds=1), "killed"),
+    ("b = bytearray(3 << 30)", Limits(address_space=1 << 30), "MemoryError"),
+    ("open('/out/big', 'wb').write(b'x' * (8 << 20))", Limits(file_size=1 << 20), "File too large"),
+    ("import os; fds = [os.open('/dev/null', os.O_RDONLY) for _ in range(100)]", Limits(open_files=32),
+     "Too many open files"),
+])
+def test_sandbox_rlimits_stop_runaway_children(tmp_path, code, limits, expect):
+    if unavailable_reason():
+        pytest.fail(f"no sandbox on this machine: {unavailable_reason()}")
+    (tmp_path / "in").mkdir()
+    (tmp_path / "out").mkdir()
+    cmd, env = Sandbox().command(lambda i, o: [sys.executable, "-I", "-c", code], tmp_path / "in",
+                                 tmp_path / "out", limits)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    if expect == "killed":      # SIGXCPU: bwrap reports the child's death as 128 + signal
+        assert proc.returncode > 128 or proc.returncode < 0, (proc.returncode, proc.stderr)
+    else:
+        assert proc.returncode == 1 and expect in proc.stderr, proc.stderr
+
+
 def _accept(listener: socket.socket, accepted: list) -> None:
     while True:
         try:
