@@ -372,3 +372,14 @@ def test_delete_version_is_bounded_and_validated(client, version):
     assert r.status_code == 400 and "version must be an integer from 1 to" in r.get_json()["error"]
     assert client.delete("/delete/cachemodel?version=7").status_code == 404
     assert client.get("/models").get_json()[0]["version"] == 1
+
+
+def test_config_refuses_a_non_string_token_and_an_unknown_sandbox(tmp_path):
+    from smartcache.catalog.config import load_config
+    from smartcache.catalog.errors import ConfigError
+    for body, message in (("token = 12345", "must be a string"), ('sandbox = "maybe"', "inference.sandbox")):
+        (tmp_path / "config.toml").write_text(f"[inference]\n{body}\n")
+        with pytest.raises(ConfigError, match=message):
+            load_config(env={}, home=tmp_path)
+    (tmp_path / "config.toml").write_text('[inference]\nsandbox = "off"\n')
+    assert load_config(env={}, home=tmp_path).inference.sandbox == "off"
