@@ -11,7 +11,7 @@ next process. So every conversion and first load of an uploaded model runs in ``
 * the model folder read-only at ``/in`` and one empty output folder writable at ``/out``;
 * a cleared environment (no ``SMARTCACHE_*``, no credentials); no view of SMARTCACHE_HOME,
   the catalog, ``/etc`` beyond the loader cache, ``/home``, ``/root``, or ``/run``;
-* rlimits (``prlimit``) on address space, CPU seconds, file size and open files.
+* rlimits (``prlimit``) on address space, CPU seconds, file size and open files; ``nice 10``.
 
 When no sandbox can be made (no ``bwrap``, no ``prlimit``, user namespaces disabled) the
 caller refuses the conversion, unless the operator set ``inference.sandbox = "off"``: then
@@ -36,6 +36,7 @@ from smartcache.catalog.errors import Unavailable
 log = logging.getLogger("smartcache.inference")
 
 IN, OUT = "/in", "/out"
+NICE = 10
 _SYSTEM_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 _ETC_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/localtime")
 # Environment inside the box: nothing of the service's own; TF kept small and quiet.
@@ -70,7 +71,9 @@ def prlimit_args(limits: Limits) -> list[str]:
     exe = shutil.which("prlimit")
     if exe is None:
         raise SandboxUnavailable("prlimit (util-linux) is not installed")
-    return [exe, f"--as={limits.address_space}", f"--cpu={limits.cpu_seconds}",
+    # a conversion is batch work: at a lower priority it does not slow the requests being served
+    nice = shutil.which("nice")
+    return ([nice, "-n", str(NICE)] if nice else []) + [exe, f"--as={limits.address_space}", f"--cpu={limits.cpu_seconds}",
             f"--fsize={limits.file_size}", f"--nofile={limits.open_files}", "--"]
 
 
