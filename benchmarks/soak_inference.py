@@ -62,14 +62,26 @@ def tree_rss(pid: int) -> list[int]:
     return out
 
 
-def churn(port: int, token: str, bundle: bytes, period: float, stop: threading.Event, log: list) -> None:
+def upload_request(kind: str, model: bytes) -> tuple[bytes, dict]:
+    """(body, headers) of an upload of ``model``: a SavedModel bundle, or TFLite as multipart."""
+    if kind == "savedmodel":
+        return model, {"Content-Encoding": "gzip"}
+    boundary = "soak-boundary"
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="name"\r\n\r\nchurn\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="model"; filename="m.tflite"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n").encode() + model + f"\r\n--{boundary}--\r\n".encode()
+    return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+
+def churn(port: int, token: str, upload: tuple[bytes, dict], period: float, stop: threading.Event,
+          log: list) -> None:
     """Upload, use, delete a model every ``period`` seconds; record every step's outcome."""
     auth = {"Authorization": f"Bearer {token}"}
     row = json.dumps({"values": [0.5] * bench.N_FEATURES, "model": "churn"}).encode()
     while not stop.is_set():
         t0 = time.monotonic()
         steps = {}
-        status, body = http(port, "/upload", bundle, headers={**auth, "Content-Encoding": "gzip"})
+        status, body = http(port, "/upload", upload[0], headers={**auth, **upload[1]})
         steps["upload"] = status
         if status == 200:
             steps["max_abs_diff"] = json.loads(body)["conversion"]["max_abs_diff"]
@@ -86,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=300)
     ap.add_argument("--period", type=float, default=10)
     ap.add_argument("--concurrency", type=int, default=16, help="connections per route")
+    ap.add_argument("--upload", choices=("savedmodel", "tflite"), default="savedmodel",
+                    help="what is uploaded: a SavedModel bundle (converted in the sandbox) or TFLite "
+                         "(its first load in the sandbox)")
     args = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="smartcache-soak-"))
     try:
@@ -99,19 +114,22 @@ def soak(args: argparse.Namespace, work: Path) -> int:
     from smartcache.inference import modelformat as mf
     home = bench.setup(work)
     token = load_config(env={}, home=home).inference.token
-    bundle = mf.pack_savedmodel(work / "export" / "mlp", "churn")
+    model = mf.pack_savedmodel(work / "export" / "mlp", "churn") if args.upload == "savedmodel" \
+        else (work / "mlp.tflite").read_bytes()
+    upload = upload_request(args.upload, model)
     row = json.dumps({"keys": bench.FEATURES, "values": [0.5] * bench.N_FEATURES, "model": "mlp"}).encode()
     with open(work / "serve.log", "w") as logf:
         port = bench.free_port()
         proc = bench.start_ours(home, port, 2, 8, logf)
         try:
             bench.wait_healthy(port, proc)
-            return run_soak(args, work, port, proc, token, bundle, row)
+            return run_soak(args, work, port, proc, token, upload, row)
         finally:
             bench.stop(proc)
 
 
-def run_soak(args, work: Path, port: int, proc: subprocess.Popen, token: str, bundle: bytes, row: bytes) -> int:
+def run_soak(args, work: Path, port: int, proc: subprocess.Popen, token: str, upload: tuple[bytes, dict],
+             row: bytes) -> int:
     body_file = work / "row.json"
     body_file.write_bytes(row)
     routes = {"/json": ("/json", "POST"),
@@ -122,7 +140,7 @@ def run_soak(args, work: Path, port: int, proc: subprocess.Popen, token: str, bu
          "--warmup", "20", *(["--body", str(body_file)] if method == "POST" else [])],
         stdout=subprocess.PIPE, text=True) for name, (path, method) in routes.items()}
     stop, cycles, rss = threading.Event(), [], []
-    t = threading.Thread(target=churn, args=(port, token, bundle, args.period, stop, cycles), daemon=True)
+    t = threading.Thread(target=churn, args=(port, token, upload, args.period, stop, cycles), daemon=True)
     t0 = time.monotonic()
     t.start()
     while any(p.poll() is None for p in loads.values()):
@@ -136,8 +154,8 @@ def run_soak(args, work: Path, port: int, proc: subprocess.Popen, token: str, bu
 
 def report(args, results: dict, cycles: list, rss: list) -> int:
     failed = 0
-    print(f"soak: {args.seconds:.0f} s, {args.concurrency} connections per route, upload/delete every "
-          f"{args.period:.0f} s, 2 gunicorn workers x 8 threads")
+    print(f"soak: {args.seconds:.0f} s, {args.concurrency} connections per route, {args.upload} upload/delete "
+          f"every {args.period:.0f} s (or when the last is done), 2 gunicorn workers x 8 threads")
     for name, res in results.items():
         bad = res["errors"] + sum(v for k, v in res["status"].items() if k != "200")
         failed += bad
@@ -152,9 +170,9 @@ def report(args, results: dict, cycles: list, rss: list) -> int:
         if c not in ok:
             print(f"  cycle failed: {c}")
     total = [(t, sum(v)) for t, v in rss]
-    first = [v for t, v in total if t <= 60]
+    first = [v for t, v in total if 30 <= t <= 90] or [total[0][1]]     # after the workers warmed up
     last = [v for t, v in total if t >= total[-1][0] - 60]
-    print(f"RSS master+workers (MB): first minute mean {sum(first) / len(first) / 1e6:.0f}, last minute mean "
+    print(f"RSS master+workers (MB): warm minute (30-90 s) mean {sum(first) / len(first) / 1e6:.0f}, last minute mean "
           f"{sum(last) / len(last) / 1e6:.0f}, max {max(v for _, v in total) / 1e6:.0f}")
     print("RSS series (s: MB per process): " + "; ".join(
         f"{t}: {'/'.join(str(round(v / 1e6)) for v in vs)}" for t, vs in rss[::6]))
