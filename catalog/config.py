@@ -58,6 +58,9 @@ class InferenceConfig:
     # Uploaded models are converted inside a bubblewrap sandbox; "off" is the operator's explicit
     # opt-out (conversions then run unconfined, and the service says so loudly).
     sandbox: str = "bubblewrap"
+    # /decide and POST /access keep per-site access state (shared by the workers) and write feedback
+    access_state: bool = True
+    state_files: int = 1 << 20         # file slots of the access state (~64 bytes each, sparse until used)
 
     def token_problem(self) -> str | None:
         """Why the configured token cannot be used (None when it can)."""
@@ -143,6 +146,8 @@ def _build(home: Path, v: dict[str, dict]) -> Config:
             max_upload_bytes=int(inf.get("max_upload_bytes", InferenceConfig.max_upload_bytes)),
             model_cache_size=int(inf.get("model_cache_size", InferenceConfig.model_cache_size)),
             sandbox=_sandbox(inf.get("sandbox", InferenceConfig.sandbox)),
+            access_state=_bool(inf.get("access_state", True)),
+            state_files=_positive(int(inf.get("state_files", InferenceConfig.state_files)), "inference.state_files"),
         )
     except (TypeError, ValueError) as e:
         raise ConfigError(f"invalid configuration value: {e}") from e
@@ -154,6 +159,12 @@ def _build(home: Path, v: dict[str, dict]) -> Config:
         condor=condor,
         inference=inference,
     )
+
+
+def _positive(value: int, what: str) -> int:
+    if value < 16:
+        raise ConfigError(f"{what} must be at least 16, not {value}")
+    return value
 
 
 def _token(value: object) -> str | None:

@@ -66,6 +66,12 @@ class RegistryMixin:
             q = q.where(ModelRow.name == name)
         return self._tx(lambda s: [_model(s, r) for r in s.scalars(q)])
 
+    def production_models(self) -> list[tuple[str, int, dict]]:
+        """``(name, version, params)`` of every production version, newest first (no artifact is read)."""
+        q = (select(ModelRow.name, ModelRow.version, ModelRow.params).where(ModelRow.stage == "production")
+             .order_by(ModelRow.created.desc(), ModelRow.id.desc()))
+        return self._tx(lambda s: [(n, int(v), dict(p or {})) for n, v, p in s.execute(q)])
+
     def model_artifact(self, name: str, version: int, kind: str) -> bytes:
         """The artifact's bytes, verified against the recorded checksum."""
         def fn(s: Session) -> bytes:

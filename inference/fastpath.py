@@ -16,7 +16,7 @@ import time
 from typing import Callable, Iterable
 from urllib.parse import parse_qsl
 
-from smartcache.inference.cache import decide_answer
+from smartcache.inference.cache import OBSERVED, decide_answer
 from smartcache.inference.service import Service
 from smartcache.inference.tfaas import JSON_MAX_BYTES, predict_bytes
 
@@ -59,7 +59,8 @@ class FastPath:
             args: dict[str, str] = {}
             for k, v in parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True):
                 args.setdefault(k, v)        # first value wins, as request.args.get does
-            body = json.dumps(decide_answer(self.service, args)).encode()
+            # the access is recorded once: a Flask retry after an error finds it in the memo
+            body = json.dumps(decide_answer(self.service, args, environ.setdefault(OBSERVED, {}))).encode()
         except Exception:  # noqa: BLE001
             return self.app(environ, start_response)
         return self._ok(start_response, body, "/decide", "GET", t0)

@@ -52,6 +52,14 @@ def _path(name: str, schema: dict | None = None) -> dict:
     return {"name": name, "in": "path", "required": True, "schema": schema or _NAME}
 
 
+OPEN = {"type": "object", "required": ["site", "lfn"],
+        "properties": {"site": {"type": "string"}, "lfn": {"type": "string", "maxLength": 4096},
+                       "size": {"type": "number", "minimum": 0}, "ts": {"type": "number", "minimum": 0}}}
+OPENS = {"type": "object", "required": ["opens"],
+         "properties": {"opens": {"type": "array", "items": OPEN, "maxItems": 10000}, "model": {"type": "string"}}}
+ACCESSES = {"type": "object", "required": ["accesses"],
+            "properties": {"accesses": {"type": "array", "items": OPEN, "maxItems": 10000}}}
+
 ROW = {
     "type": "object",
     "properties": {
@@ -110,11 +118,18 @@ def build() -> dict[str, Any]:
                                   400, 404, secured=True,
                                   params=[_q("model", {"type": "string"}), _q("version", VERSION)])},
         "/status": {"get": _op("Server status", _resp("status", _OBJ))},
-        "/decide": {"get": _op("Should the site's cache hold this file?", _resp("decision", DECISION),
-                               400, 404, params=[
+        "/decide": {"get": _op("Should the site's cache hold this file? (an access: updates the site's state)",
+                               _resp("decision", DECISION), 400, 404, params=[
                                    _q("site", {"type": "string"}, True), _q("lfn", {"type": "string"}, True),
                                    _q("size", {"type": "number"}, desc="file size in bytes (optional)"),
-                                   _q("model", {"type": "string"}, desc="model to ask for unlisted files")])},
+                                   _q("ts", {"type": "number"}, desc="time of the open, epoch s (default: now)"),
+                                   _q("model", {"type": "string"}, desc="model to ask for unlisted files")]),
+                    "post": _op("Many opens at once, in time order", _resp("decisions", {"type": "array",
+                                                                                       "items": DECISION}),
+                                400, 404, 413, body={"required": True, "content": _json(OPENS)})},
+        "/access": {"post": _op("Opens observed without asking: they update the access state and the feedback",
+                                _resp("recorded", {"type": "object", "properties": {"recorded": {"type": "integer"}}}),
+                                400, 413, body={"required": True, "content": _json(ACCESSES)}, secured=True)},
         "/placements/{site}": {"get": _op("A site's placement lists and current files",
                                           _resp("placements", _OBJ), 400, 404,
                                           params=[_path("site"), _q("files", {"type": "integer"},

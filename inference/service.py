@@ -20,6 +20,7 @@ from typing import Callable
 from flask import current_app, request
 
 from smartcache.catalog import Config, Store
+from smartcache.catalog.errors import CatalogError
 from smartcache.catalog.config import InferenceConfig
 from smartcache.inference.errors import APIError
 from smartcache.inference.generation import Generation
@@ -51,6 +52,8 @@ class Service:
         self.default = DefaultModel(config.home / "inference" / "default-model.json")
         self.uploader = Uploader(store, self.models, config.inference.max_upload_bytes, convert_timeout,
                                  self.sandbox, self.changed)
+        self.online = _online(config, store)
+        self._site_models: tuple[float, int, list[tuple[str, str | None]]] | None = None
         self._gets, self._posts = itertools.count(), itertools.count()
         self.n_get = self.n_post = 0
         self._refresher_pid: int | None = None
@@ -135,8 +138,43 @@ class Service:
             except Exception:  # noqa: BLE001 - the loop must survive a catalog outage
                 log.exception("refresh failed; will retry")
 
+    def next_gap_model(self, site: str) -> str | None:
+        """The production next-read model for ``site``: one trained for it, else one for every site (newest);
+        looked up in the catalog at most every refresh interval (or after a change another worker made)."""
+        now = time.monotonic()
+        stamp = self.generation.current()
+        cached = self._site_models
+        if cached is None or now - cached[0] > max(self.refresh_seconds, 1.0) or cached[1] != stamp:
+            try:
+                rows = self.store.production_models()
+            except CatalogError:
+                rows = [] if cached is None else None
+            if rows is not None:
+                cached = self._site_models = (now, stamp, [(n, p.get("site")) for n, _, p in rows
+                                                             if p.get("policy") == "next-gap"])
+        for name, for_site in cached[2]:
+            if for_site == site:
+                return name
+        return next((name for name, for_site in cached[2] if for_site is None), None)
+
     def stop(self) -> None:
         self._stop.set()
+
+    def close(self) -> None:
+        """A clean stop of this worker: buffered accesses written, the access state snapshotted."""
+        self.stop()
+        if self.online is not None:
+            self.online.close()
+            self.online = None
+
+
+def _online(config: Config, store: Store):
+    """The access state and feedback of this process (None when the config turns them off)."""
+    if not getattr(config.inference, "access_state", True):
+        return None
+    from smartcache.inference.online import Online
+    from smartcache.inference.state import Capacity
+    return Online(config, store, capacity=Capacity(files=int(config.inference.state_files)))
 
 
 _START_LOCK = threading.Lock()

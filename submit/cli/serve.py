@@ -36,6 +36,12 @@ def gunicorn_options(cfg: Config, host: str, port: int, workers: int, threads: i
         from prometheus_client import multiprocess
         multiprocess.mark_process_dead(worker.pid)
 
+    def worker_exit(_server, worker) -> None:
+        # a clean stop loses no access: the worker writes its feedback buffer and snapshots the state
+        service = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("smartcache")
+        if service is not None:
+            service.close()
+
     return {
         "bind": _bind(host, port),
         "workers": workers,
@@ -52,6 +58,7 @@ def gunicorn_options(cfg: Config, host: str, port: int, workers: int, threads: i
         "loglevel": "info",
         "proc_name": "smartcache-serve",
         "child_exit": child_exit,
+        "worker_exit": worker_exit,
         "control_socket_disable": True,   # gunicorn 27: no shared ~/.gunicorn socket between servers
     }
 
