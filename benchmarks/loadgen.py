@@ -77,7 +77,9 @@ class Conn:
         self.sock = None
 
 
-def run(host: str, port: int, raw: bytes, concurrency: int, requests: int, max_seconds: float) -> dict:
+def run(host: str, port: int, raw: bytes | list[bytes], concurrency: int, requests: int, max_seconds: float) -> dict:
+    """``raw``: one request, or a list of them each connection cycles through (from its own offset)."""
+    raws = raw if isinstance(raw, list) else [raw]
     lat: list[list[float]] = [[] for _ in range(concurrency)]
     statuses: list[Counter] = [Counter() for _ in range(concurrency)]
     errors: list[int] = [0] * concurrency
@@ -94,12 +96,14 @@ def run(host: str, port: int, raw: bytes, concurrency: int, requests: int, max_s
             start_gate.wait()
             return
         start_gate.wait()
+        k = i * len(raws) // max(concurrency, 1)
         for _ in range(per[i]):
             if time.perf_counter() > deadline:
                 break
             t0 = time.perf_counter()
+            k = (k + 1) % len(raws)
             try:
-                status, _ = conn.request(raw)
+                status, _ = conn.request(raws[k])
             except (OSError, ValueError, IndexError):
                 errors[i] += 1
                 conn.close()
@@ -145,13 +149,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--requests", type=int, default=1000)
     ap.add_argument("--max-seconds", type=float, default=30.0)
     ap.add_argument("--warmup", type=int, default=50)
+    ap.add_argument("--paths", help="file of request paths, one a line, cycled (instead of --path)")
     args = ap.parse_args(argv)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         ap.error("load is only ever sent to this machine (127.0.0.1)")
     body = open(args.body, "rb").read() if args.body else b""
-    raw = build_request(args.method, args.host, args.port, args.path, body)
+    paths = [x for x in open(args.paths).read().splitlines() if x] if args.paths else [args.path]
+    raws = [build_request(args.method, args.host, args.port, path, body) for path in paths]
+    raw = raws if len(raws) > 1 else raws[0]
     if args.warmup:
-        run(args.host, args.port, raw, 1, args.warmup, args.max_seconds)
+        run(args.host, args.port, raws[0], 1, args.warmup, args.max_seconds)
     import resource
     before = resource.getrusage(resource.RUSAGE_SELF)
     result = run(args.host, args.port, raw, args.concurrency, args.requests, args.max_seconds)
