@@ -249,6 +249,8 @@ def status() -> Response:
         "auth": s.auth_state(), "sandbox": s.sandbox.describe(),
         "sites": {sl.site: {"placement": sl.placement.id if sl.placement else None, "files": len(sl.scores)}
                   for sl in s.placements.loaded()},
+        # tracked files and datasets, bytes per tracked file, feedback written/pending (see inference/online.py)
+        "access_state": s.online.stats() if s.online is not None else None,
     })
 
 

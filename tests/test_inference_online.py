@@ -86,7 +86,8 @@ def test_replay_through_decide_gives_the_simulators_scores(tmp_path, trained):
     assert [a["store"] for a in got] == store.tolist()
     # two opens of the same hot file are not answered alike: the state saw the first
     svc = app.extensions["smartcache"]
-    assert svc.online.stats()["accesses"] == N_PARITY
+    st = client.get("/status").get_json()["access_state"]
+    assert st["accesses"] == N_PARITY and 0 < st["tracked_files"] <= N_PARITY and st["bytes_per_tracked_file"] > 0
     svc.close()
 
 
