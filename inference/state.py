@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import math
 import os
 import time
 from contextlib import contextmanager
@@ -84,7 +85,10 @@ class AccessState:
 
     def __init__(self, folder: Path, arrays: dict[str, np.ndarray]):
         self.folder = folder
-        self.a = arrays
+        self._maps = arrays
+        # plain ndarray views of the maps: numba types them faster than np.memmap on every call
+        self.a = {k: v.view(np.ndarray) for k, v in arrays.items()}
+        self._fhl, self._dhl = np.array(O.FILE_HALF_LIVES), np.array(O.DS_HALF_LIVES)
         self._lock_fd = os.open(folder / "lock", os.O_RDWR | os.O_CREAT, 0o600)
 
     # -- opening -------------------------------------------------------------------------------
@@ -104,7 +108,7 @@ class AccessState:
 
     def close(self) -> None:
         os.close(self._lock_fd)
-        for arr in self.a.values():
+        for arr in self._maps.values():
             if isinstance(arr, np.memmap):
                 arr.flush()
 
@@ -122,19 +126,19 @@ class AccessState:
         """Features ``[n, N_FEATURES]`` of these requests (in this order), each from the state before it;
         the state is updated with them. One lock, one compiled call."""
         n = len(lfns)
-        fk = np.fromiter((key_of(s, x) for s, x in zip(sites, lfns)), np.uint64, n)
-        dk = np.fromiter((key_of(s, dataset_of(x)) for s, x in zip(sites, lfns)), np.uint64, n)
-        sk = np.fromiter((key_of(s, "") for s in sites), np.uint64, n)
-        tier = np.fromiter((tier_code_of(x) for x in lfns), np.float64, n)
-        log_size = np.log10(np.maximum(np.asarray(sizes, np.float64), 1.0))
+        keys = np.empty((3, n), np.uint64)
+        num = np.empty((3, n))           # time, log10 size, tier code
+        for i, (s, x) in enumerate(zip(sites, lfns)):
+            keys[0, i], keys[1, i], keys[2, i] = key_of(s, x), key_of(s, dataset_of(x)), key_of(s, "")
+            num[0, i], num[1, i], num[2, i] = ts[i], math.log10(max(float(sizes[i]), 1.0)), tier_code_of(x)
         out = np.empty((n, O.N_FEATURES), np.float32)
         a = self.a
         with self.locked():
             if a["meta"][4] > MAX_LOAD * len(a["f_key"]) or a["meta"][5] > MAX_LOAD * len(a["d_key"]):
-                self._forget(float(np.max(ts)) if n else time.time())
-            _observe(fk, dk, sk, np.asarray(ts, np.float64), log_size, tier, a["meta"], a["f_key"], a["f64"],
-                     a["f32"], a["d_key"], a["d64"], a["d32"], a["s_key"], a["s64"], a["s32"],
-                     np.array(O.FILE_HALF_LIVES), np.array(O.DS_HALF_LIVES), out)
+                self._forget(float(np.max(num[0])) if n else time.time())
+            _observe(keys[0], keys[1], keys[2], num[0], num[1], num[2], a["meta"], a["f_key"], a["f64"],
+                     a["f32"], a["d_key"], a["d64"], a["d32"], a["s_key"], a["s64"], a["s32"], self._fhl,
+                     self._dhl, out)
         return out
 
     # -- upkeep ------------------------------------------------------------------------------------
