@@ -30,7 +30,8 @@ from smartcache.catalog.errors import CatalogError, NotFound
 from smartcache.inference.errors import APIError
 from smartcache.inference.lfn import feature_row
 from smartcache.inference.models import ServingModel
-from smartcache.inference.online import DEFAULT_HORIZON_S, decide_score
+from smartcache.inference.online import DEFAULT_HORIZON_S
+from smartcache.tasks.common.nextgap import decide_probability
 from smartcache.inference.service import Service, require_token, svc
 from smartcache.inference.tfaas import json_response
 
@@ -185,7 +186,7 @@ def _next_gap_answer(model: ServingModel, features) -> dict:
     edges = model.params.get("gap_edges") or []
     if probs.shape[-1] != len(edges) + 1 or not np.isfinite(probs).all():
         return DEFAULT_ANSWER
-    p = float(decide_score(probs, np.asarray(edges), float(model.params.get("decide_horizon_s", DEFAULT_HORIZON_S)))[0])
+    p = decide_probability(probs[0], float(model.params.get("decide_horizon_s", DEFAULT_HORIZON_S)), edges)
     return {"store": p >= model.threshold, "score": p, "model": model.ref, "source": "model"}
 
 
