@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 
 from smartcache.inference.feedback import FeedbackWriter
 from smartcache.tasks.common.trace import read_trace_csv
-from smartcache.tasks.reduce.feedback import describe, read_feedback
+from smartcache.tasks.feedback import describe, read_feedback
 
 DAY = 86400.0
 T0 = 1_790_000_000.0 - 1_790_000_000.0 % DAY

@@ -10,8 +10,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("catalog", "condor", "submit", "tasks", "inference")
 # tasks/: one sub-package per part of the flow, in flow order; ``common`` is what they share
-TASK_PARTS = ("common", "generate", "reduce", "features", "train", "simulate", "evaluate", "score", "push", "site")
-NODE_KINDS = ("reduce", "features", "train", "evaluate", "score", "push")
+TASK_PARTS = ("common", "generate", "feedback", "reduce", "features", "train", "simulate", "evaluate", "score", "push", "site")
+NODE_KINDS = ("feedback", "reduce", "features", "train", "evaluate", "score", "push")
 
 
 @pytest.fixture(scope="module")

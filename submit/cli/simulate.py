@@ -168,7 +168,7 @@ def export_trace_cmd(ctx: click.Context, raw: Path | None, reduced: Path | None,
 def _export_feedback(ctx: click.Context, folder: Path | None, out: Path, site: str | None, start: str | None,
                      end: str | None, as_json: bool, other_source: bool) -> None:
     from smartcache.catalog.config import load_config
-    from smartcache.tasks.reduce.feedback import export_feedback
+    from smartcache.tasks.feedback import export_feedback
     if other_source:
         raise SmartcacheError("give one source: --raw, --reduced or --feedback")
     cfg = ctx.find_object(Config) or load_config()
