@@ -136,22 +136,31 @@ def _totals_by_label(results: Sequence[SimResult]) -> list[SimResult]:
     return out
 
 
+def verdict_rows(results: Sequence[SimResult]) -> tuple[list[SimResult], str]:
+    """The rows a verdict compares -- per site at its own cache size when the catalog gave sizes, else every
+    simulated size -- and where that is, in words."""
+    rows = [r for r in results if r.site != "*" and r.extra.get("size_label") == SITE_LABEL]
+    if rows:
+        return rows, "the sites' cache sizes"
+    return [r for r in results if r.site != "*"], "the simulated cache sizes (no site sizes in the catalog)"
+
+
+def byte_hit_ratio(rows: Sequence[SimResult], policy: str) -> float | None:
+    """``policy``'s byte hit ratio over ``rows``, byte-weighted over sites and sizes (None: no rows)."""
+    mine = [r for r in rows if r.policy == policy]
+    req = sum(r.overall.bytes_requested for r in mine)
+    return sum(r.overall.bytes_hit for r in mine) / req if req else None
+
+
 def promotion_verdict(results: Sequence[SimResult], model_policy: str, baseline: str = "lru") -> tuple[bool, str]:
     """Does ``model_policy`` beat ``baseline`` and every other heuristic evaluated (ARC, S3-FIFO, GDSF, ...)
     in byte hit ratio at the sites' own cache sizes (byte-weighted over the sites)?
 
     The reason names the strongest heuristic and the margin either way."""
-    rows = [r for r in results if r.site != "*" and r.extra.get("size_label") == SITE_LABEL]
-    if not rows:
-        rows = [r for r in results if r.site != "*"]
-        where = "the simulated cache sizes (no site sizes in the catalog)"
-    else:
-        where = "the sites' cache sizes"
+    rows, where = verdict_rows(results)
 
     def ratio(policy: str) -> float | None:
-        mine = [r for r in rows if r.policy == policy]
-        req = sum(r.overall.bytes_requested for r in mine)
-        return sum(r.overall.bytes_hit for r in mine) / req if req else None
+        return byte_hit_ratio(rows, policy)
 
     m, b = ratio(model_policy), ratio(baseline)
     if m is None or b is None:
@@ -258,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--policies", default=DEFAULT_POLICIES)
     ap.add_argument("--model", help="catalog model NAME (its newest version) or NAME:VERSION, as model:NAME")
+    ap.add_argument("--baseline-model", metavar="NAME:VERSION",
+                    help="the production version, replayed as a second model policy: the model is promoted only "
+                         "if it also beats this one (the retrain workflow)")
     ap.add_argument("--threshold", type=float)
     ap.add_argument("--sites", help="comma-separated sites (default: all in the trace)")
     ap.add_argument("--fractions", default=",".join(str(f) for f in DEFAULT_FRACTIONS),
@@ -277,8 +289,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def _newest(store, ref: str):
-    """NAME:VERSION as given; a bare NAME means its newest version (the one just trained), not production."""
+def _newest(store, ref: str, run_id: int | None = None):
+    """NAME:VERSION as given; a bare NAME means its newest version (the one just trained), not production --
+    the newest one this run registered, when it registered one (another run may have trained meanwhile)."""
     name, _, version = ref.partition(":")
     if version:
         try:
@@ -288,7 +301,8 @@ def _newest(store, ref: str):
     versions = store.list_models(name)
     if not versions:
         return store.get_model(name)   # raises NotFound with the catalog's message
-    return max(versions, key=lambda m: m.version)
+    mine = [m for m in versions if run_id is not None and m.run_id == run_id]
+    return max(mine or versions, key=lambda m: m.version)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -299,13 +313,20 @@ def _run(args: argparse.Namespace) -> int:
     cfg = load_config() if args.catalog is None or (args.trace is None and args.raw is None) else None
     store = open_store(args.catalog or cfg.catalog_url, migrate=True)
     try:
-        model = _newest(store, args.model) if args.model else None
+        model = _newest(store, args.model, args.run_id) if args.model else None
+        baseline = _newest(store, args.baseline_model) if args.baseline_model else None
         raw = None if args.trace else (args.raw or str(cfg.data_root / "raw"))
         first, last = held_out_window(raw, args.start, args.end, model, args.holdout_days)
         trace, eval_from = load_held_out(args.out, args.trace, raw, first, last, args.warmup_days)
         trace_csv = args.trace or args.out / "trace.csv"
         policy = f"model:{args.model}" if args.model else None
         scorers = {policy: load_scorer(store, model.ref)} if model else {}
+        base_policy = None
+        if baseline is not None and model is not None:
+            if baseline.ref == model.ref:
+                raise SmartcacheError(f"--model {args.model} is {model.ref}, the --baseline-model itself")
+            base_policy = f"model:{baseline.ref}"
+            scorers[base_policy] = load_scorer(store, baseline.ref)
         site_sizes = {s.name: s.cache_size for s in store.list_sites()}
         ev = evaluate(trace, args.out, policies=args.policies, site_sizes=site_sizes, fractions=fractions,
                       scorers=scorers, eval_from=eval_from,
@@ -313,8 +334,13 @@ def _run(args: argparse.Namespace) -> int:
                       trace_path=trace_csv.resolve(), window_end=last)
         verdict = None
         if model is not None:
-            ok, reason = promotion_verdict(ev.results, policy)
-            verdict = {"model": model.ref, "promote": ok, "reason": reason, "gate_applied": args.gate}
+            if args.baseline_model:
+                from smartcache.tasks.evaluate.versus import retrain_verdict
+                ok, reason = retrain_verdict(ev.results, policy, base_policy, baseline.ref if base_policy else None)
+            else:
+                ok, reason = promotion_verdict(ev.results, policy)
+            verdict = {"model": model.ref, "promote": ok, "reason": reason, "gate_applied": args.gate,
+                       "baseline_model": baseline.ref if baseline is not None else None}
             if args.gate:
                 store.set_model_stage(model.name, model.version, "production" if ok else "staging", reason)
         name = args.name or f"evaluation-{(model.ref if model else 'baseline').replace(':', '-v')}-{args.out.resolve().name}"

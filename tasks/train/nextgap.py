@@ -76,13 +76,18 @@ def norm_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean.astype(np.float32), var.astype(np.float32)
 
 
-def fit(x: np.ndarray, mask: np.ndarray, cfg: NextGapConfig = NextGapConfig()) -> NextGapFit:
-    """Fit on rows in time order: the last ``val_fraction`` early-stops (best weights kept)."""
+def fit(x: np.ndarray, mask: np.ndarray, cfg: NextGapConfig = NextGapConfig(), init: Any = None) -> NextGapFit:
+    """Fit on rows in time order: the last ``val_fraction`` early-stops (best weights kept).
+
+    ``init`` (a :class:`~smartcache.tasks.train.weights.Weights`): start from those weights and that
+    normalisation (continued training) instead of fresh ones; ``cfg.hidden`` must be theirs."""
     tf, keras = tensorflow(cfg.seed)
     t0 = time.perf_counter()
     cut = int(len(x) * (1.0 - cfg.val_fraction))
-    mean, var = norm_stats(x[:cut])
+    mean, var = norm_stats(x[:cut]) if init is None else (init.mean, init.variance)
     model = build(x.shape[1], mask.shape[1], mean, var, cfg)
+    if init is not None:
+        model.set_weights(list(init.weights))    # ValueError on another architecture: checked by the caller
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True)
     hist = model.fit(x[:cut], mask[:cut], validation_data=(x[cut:], mask[cut:]), epochs=cfg.epochs,
                      batch_size=cfg.batch_size, shuffle=True, callbacks=[stop], verbose=cfg.verbose)

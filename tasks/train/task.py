@@ -2,6 +2,12 @@
 
     python -m smartcache.tasks.train --catalog-url URL --run-id N --features DATASET --name cachenet \
         [--horizon DAYS] [--seed N] [--epochs N] [--max-train-rows N] [--val-fraction F]
+    python -m smartcache.tasks.train --catalog-url URL --run-id N (--trace CSV | --trace-dataset NAME) \
+        [--until YYYY-MM-DD] [--site S] [--warm-start NAME:VERSION] --name cachenet      (trace mode)
+
+Trace mode trains the next-read model on a plain trace's requests before ``--until``
+(:func:`smartcache.tasks.train.trace.train_on_trace`), with a warm-started candidate when asked
+(:mod:`smartcache.tasks.train.continued`): the retrain workflow's train node.
 
 A Keras MLP (:mod:`smartcache.tasks.train.model`) over the feature table's ``FEATURE_COLUMNS``,
 trained on earlier days and validated on later ones (:mod:`smartcache.tasks.train.data`), with a fixed
@@ -223,7 +229,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m smartcache.tasks.train", description=__doc__.split("\n")[0])
     ap.add_argument("--catalog-url", required=True)
     ap.add_argument("--run-id", type=int)
-    ap.add_argument("--features", required=True, help="catalog name of the feature table dataset")
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--features", help="catalog name of the feature table dataset")
+    src.add_argument("--trace", type=Path, help="trace mode: a trace CSV (timestamp,site,lfn,size)")
+    src.add_argument("--trace-dataset", help="trace mode: a catalog trace dataset (e.g. the retrain export's)")
+    ap.add_argument("--until", help="trace mode: train on requests before this day (YYYY-MM-DD; default: the "
+                                    "dataset's held_out_from, else every request)")
+    ap.add_argument("--site", help="trace mode: this site's requests only")
+    ap.add_argument("--warm-start", metavar="NAME:VERSION",
+                    help="trace mode: also fit from this model's weights; keep the lower validation loss")
     ap.add_argument("--name", default=DEFAULT_NAME, help="model name (a new version is registered)")
     ap.add_argument("--horizon", type=int, help="label horizon in days (default: the feature table's)")
     ap.add_argument("--decay-days", type=float,
@@ -232,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, help="maximum epochs (early stopping; default: the kind's own)")
     ap.add_argument("--patience", type=int, default=FitConfig.patience)
     ap.add_argument("--batch-size", type=int, default=FitConfig.batch_size)
-    ap.add_argument("--max-train-rows", type=int, default=DEFAULT_MAX_TRAIN_ROWS, help="0 = all")
+    ap.add_argument("--max-train-rows", type=int, help=f"0 = all (default {DEFAULT_MAX_TRAIN_ROWS:,}; "
+                                                         "trace mode: the most recent 2,000,000)")
     ap.add_argument("--val-fraction", type=float, default=0.2)
     ap.add_argument("--kind", choices=("next-gap", "reuse"), default="next-gap",
                     help="next-gap: the next-read model on the window's request trace (default); "
@@ -245,10 +260,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         store = open_store(args.catalog_url)
         try:
+            if args.features is None:
+                from smartcache.tasks.train.continued import trace_node
+                if args.max_train_rows is None:
+                    from smartcache.tasks.train.trace import DEFAULT_MAX_ROWS
+                    args.max_train_rows = DEFAULT_MAX_ROWS
+                return trace_node(store, args)
             if args.kind == "next-gap":
                 return _next_gap(store, args)
+            rows = DEFAULT_MAX_TRAIN_ROWS if args.max_train_rows is None else args.max_train_rows
             res = train(store, args.features, args.name, horizon=args.horizon, cfg=cfg,
-                        val_fraction=args.val_fraction, max_train_rows=args.max_train_rows or None,
+                        val_fraction=args.val_fraction, max_train_rows=rows or None,
                         run_id=args.run_id, decay_days=args.decay_days)
         finally:
             store.close()

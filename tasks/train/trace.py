@@ -100,8 +100,13 @@ def _iso(ts: float) -> str:
 def train_on_trace(store: Store, trace: Trace, name: str, source: TraceSource, *, until: float | None = None,
                    site: str | None = None, cfg: NG.NextGapConfig = NG.NextGapConfig(),
                    max_rows: int | None = DEFAULT_MAX_ROWS, run_id: int | None = None,
-                   workdir: Path | None = None) -> Model:
-    """Fit the next-read model on ``trace`` (one site's requests if ``site``) before ``until``; register it."""
+                   workdir: Path | None = None, warm_from: str | None = None) -> Model:
+    """Fit the next-read model on ``trace`` (one site's requests if ``site``) before ``until``; register it.
+
+    ``warm_from`` (``NAME:VERSION``, e.g. the production model): also fit a candidate initialised from its
+    weights and keep the one with the lower validation loss (:mod:`.continued`)."""
+    from smartcache.tasks.train import continued as C
+    from smartcache.tasks.train import weights as WT
     t_start = time.perf_counter()
     if site is not None:
         trace = trace.for_site(site)
@@ -110,16 +115,19 @@ def train_on_trace(store: Store, trace: Trace, name: str, source: TraceSource, *
     until = float(trace.ts[-1]) + 1.0 if until is None else until
     x, mask, ts = training_rows(trace, until, max_rows)
     log.info("training %s on %d requests before %s", name, len(x), _iso(until))
-    fitted = NG.fit(x, mask, cfg)
+    warm = C.warm_source(store, warm_from, ONLINE_FEATURES, FEATURE_SET) if warm_from else None
+    fitted, cfg, chosen = C.fit_best(x, mask, cfg, warm)
     cut = int(len(x) * (1.0 - cfg.val_fraction))
     with tempfile.TemporaryDirectory(prefix="smartcache-train-") as tmp:
         artifacts = _export(fitted.model, name, Path(workdir or tmp), source)
+    artifacts[WT.ART_WEIGHTS] = WT.to_npz(fitted.model, hidden=cfg.hidden, feature_set=FEATURE_SET,
+                                          features=ONLINE_FEATURES)
     diff, probs = _agreement(artifacts["tflite"], fitted.model, x[cut:])
     metrics = {**validation_metrics(probs, mask[cut:], prior(mask[:cut])), "n_train": int(cut), "n_val": int(len(x) - cut),
                "epochs": fitted.epochs_run, "best_epoch": fitted.best_epoch,
                "fit_seconds": round(fitted.seconds, 2), "seconds": round(time.perf_counter() - t_start, 2),
                "tflite_max_abs_diff": diff, "train_from": _iso(float(ts[0])), "until": _iso(until),
-               "val_days": [_iso(until)]}
+               "val_days": [_iso(until)], **chosen}
     params = {"policy": POLICY, "features": FEATURE_SET, "gap_edges": H.GAP_EDGES.tolist(),
               "classes": class_labels(), "until": until, "site": site, "trace": source.dataset,
               "fit": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}}
