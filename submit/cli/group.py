@@ -228,7 +228,7 @@ def _fmt(x) -> str:
 def _register_parts() -> None:
     """Add the command groups that live beside their part (generate, submit, simulate, serve, pool)."""
     import importlib
-    for module in ("generate", "reduce", "runs", "model", "train", "serve", "simulate", "site", "pool"):
+    for module in ("generate", "reduce", "runs", "retrain", "model", "train", "serve", "simulate", "site", "pool"):
         for command in importlib.import_module(f"smartcache.submit.cli.{module}").commands:
             cli.add_command(command)
 
