@@ -42,10 +42,11 @@ def when(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def run_every(period: float, cycle: Callable[[int], bool], *, clock: Callable[[], float] = time.time,
-              sleep: Callable[[float], None] = time.sleep, echo: Callable[[str], None] = print) -> int:
+def run_every(period: float, cycle: Callable[[int], bool], *, clock: Callable[[], float] | None = None,
+              sleep: Callable[[float], None] | None = None, echo: Callable[[str], None] = print) -> int:
     """Call ``cycle(k)`` (k = 1, 2, ...) at ``start + (k - 1) * period`` until it returns False or Ctrl-C;
     returns how many cycles started. A cycle longer than the period skips the times it overran."""
+    clock, sleep = clock or time.time, sleep or time.sleep
     start, k = clock(), 0
     try:
         while True:
