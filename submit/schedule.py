@@ -46,7 +46,7 @@ def run_every(period: float, cycle: Callable[[int], bool], *, clock: Callable[[]
               sleep: Callable[[float], None] | None = None, echo: Callable[[str], None] = print) -> int:
     """Call ``cycle(k)`` (k = 1, 2, ...) at ``start + (k - 1) * period`` until it returns False or Ctrl-C;
     returns how many cycles started. A cycle longer than the period skips the times it overran."""
-    clock, sleep = clock or time.time, sleep or time.sleep
+    clock, sleep = clock or time.time, sleep or _sleep
     start, k = clock(), 0
     try:
         while True:
@@ -64,6 +64,10 @@ def run_every(period: float, cycle: Callable[[int], bool], *, clock: Callable[[]
     except KeyboardInterrupt:
         echo(f"schedule stopped after {k} retrain(s)")
         return k
+
+
+def _sleep(seconds: float) -> None:
+    time.sleep(seconds)
 
 
 def _human(seconds: float) -> str:

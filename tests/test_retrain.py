@@ -14,24 +14,15 @@ from smartcache.catalog import load_config, open_store
 from smartcache.catalog.errors import Invalid, NotFound
 from smartcache.condor import dag as dagmod
 from smartcache.condor.submitdesc import split_args
-from smartcache.inference.feedback import FeedbackWriter
 from smartcache.submit import retrain as RT
 from smartcache.submit import runs as R
 from smartcache.submit import schedule as S
 
+from retrain_support import write_feedback
+
 DAY = 86400.0
 T0 = 1_790_035_200.0          # 2026-09-22 00:00 UTC
 SITE = "T2_IT_Pisa"
-
-
-def write_feedback(store, root, ts, sites, lfns, sizes) -> None:
-    """Accesses through the service's own writer, each day registered the way the service does."""
-    def register(name, folder, meta):
-        store.register_dataset(name, "feedback", folder.resolve().as_uri(), format="parquet", n_rows=meta["rows"],
-                               n_bytes=meta["bytes"], meta=meta)
-    w = FeedbackWriter(root, register, flush_seconds=3600)
-    w.add(list(ts), list(sites), list(lfns), list(sizes), "decide", model="cachenet:1")
-    w.close()
 
 
 def requests(days: int, per_day: int, site: str = SITE, seed: int = 0):

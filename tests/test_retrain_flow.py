@@ -1,0 +1,123 @@
+"""submit retrain end to end: the service's feedback partitions -> export -> real Keras training (fresh and
+warm-started) -> evaluation against the production version and the heuristics -> promotion, on the local
+executor (with the foreground scheduler) and on the project's real HTCondor pool (with its crontab job)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from smartcache.catalog import load_config, open_store
+from smartcache.submit import retrain as RT
+from smartcache.submit import schedule as S
+
+from retrain_support import drift_feedback
+
+pytestmark = pytest.mark.slow
+EPOCHS = "8"
+
+
+def _evaluation(store, run_id: int) -> dict:
+    ds = next(d for d in store.list_datasets(kind="evaluation") if d.run_id == run_id)
+    return json.loads(Path(ds.meta["json"]).read_text())
+
+
+def test_local_retrain_promotes_a_winner_keeps_a_loser_in_staging_and_the_service_follows(cli, home, monkeypatch):
+    from smartcache.inference.models import ModelCache
+    cfg = load_config()
+    store = open_store(cfg.catalog_url, migrate=True)
+    site, ws = drift_feedback(cfg, store, 0.05)
+    served = ModelCache(store, 4)
+
+    def stop(seconds):            # Ctrl-C while the scheduler sleeps until the next retrain
+        assert 6.9 * 86400 < seconds <= 7 * 86400
+        raise KeyboardInterrupt
+    monkeypatch.setattr(S, "_sleep", stop)
+    res = cli("submit", "retrain", "--site", site, "--executor", "local", "--every", "7d", "--epochs", EPOCHS,
+              "--no-progress")
+    assert res.exit_code == 0, res.output
+    assert "no production version: fresh training only" in res.output
+    assert "cachenet:1 -> production: byte hit ratio" in res.output and "schedule stopped after 1 retrain(s)" in res.output
+    first = store.get_model("cachenet", 1)
+    assert first.stage == "production" and "beats LRU's" in first.stage_reason
+    assert "weights" in {a.kind for a in first.artifacts} and "warm_start" not in first.metrics
+    (role, trace), = first.datasets
+    parents = store.get_dataset(trace).parents
+    assert role == "train" and len(parents) == 27 and all(p.startswith(f"feedback/{site}/") for p in parents)
+    assert first.metrics["until"] == "2026-01-22" == store.get_dataset(trace).meta["held_out_from"]
+    assert served.get("cachenet").ref == "cachenet:1"
+
+    # a cache of 10 % of the working set, where LRU is hard to beat on this trace: the new version loses
+    store.update_site(site, cache_size=int(ws * 0.10))
+    res = cli("submit", "retrain", "--site", site, "--executor", "local", "--wait", "--epochs", EPOCHS, "--no-progress")
+    assert res.exit_code == 0, res.output
+    assert "warm-started from cachenet:1" in res.output and "cachenet:2 -> staging: " in res.output
+    second, first = store.get_model("cachenet", 2), store.get_model("cachenet", 1)
+    assert (second.stage, first.stage) == ("staging", "production") and "does not beat" in second.stage_reason
+    warm = second.metrics["warm_start"]
+    assert warm["from"] == "cachenet:1" and warm["chosen"] in ("warm", "fresh")
+    assert warm["val_loss_warm"] > 0 and warm["val_loss_fresh"] > 0
+    run = store.list_runs(workflow=RT.WORKFLOW, limit=1)[0]
+    ev = _evaluation(store, run.id)
+    assert ev["summary"]["window"]["from"] == "2026-01-22" and ev["summary"]["window"]["first_request"] == "2026-01-01"
+    assert {"model:cachenet", "model:cachenet:1", "lru", "arc", "s3fifo"} <= {r["policy"] for r in ev["results"]}
+    assert served.refresh() == [] and served.get("cachenet").ref == "cachenet:1"   # nothing promoted, nothing swapped
+    store.set_model_stage("cachenet", 2, "production", "by hand")
+    assert served.refresh() == ["cachenet:1 -> cachenet:2"]                          # a promotion is picked up
+    store.close()
+
+
+@pytest.mark.condor
+def test_retrain_on_the_pool_and_its_crontab_schedule(condor_pool, condor_tmp_path, monkeypatch):
+    from smartcache.condor import schedd
+    from smartcache.submit import runs as R
+    from smartcache.submit.cli import cli as group
+    for var in [v for v in os.environ if v.startswith("SMARTCACHE_") and v != "SMARTCACHE_POOL_ROOT"]:
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("SMARTCACHE_HOME", str(condor_tmp_path / "home"))
+    cfg = load_config()
+    store = open_store(cfg.catalog_url, migrate=True)
+    site, _ = drift_feedback(cfg, store, 0.05)
+    try:
+        t0 = time.monotonic()
+        res = CliRunner().invoke(group, ["submit", "retrain", "--site", site, "--executor", "condor", "--every", "1m",
+                                         "--wait", "--epochs", EPOCHS, "--no-progress"])
+        assert res.exit_code == 0, res.output
+        print(f"retrain DAG on the pool: {time.monotonic() - t0:.0f} s")
+        assert "HTCondor cron job" in res.output and "cachenet:1 -> production" in res.output
+        sched = store.list_runs(workflow=S.SCHEDULE)[0]
+        sub = (Path(sched.dag_dir) / "schedule.sub").read_text().splitlines()
+        assert {"universe = local", "on_exit_remove = false", "cron_minute = *"} <= set(sub)
+        first = store.list_runs(workflow=RT.WORKFLOW)[0]
+        assert (first.status, first.executor, first.params["schedule"]) == ("done", "condor", sched.id)
+
+        # the cron job starts within a minute and submits a fresh retrain DAG of this schedule
+        deadline = time.monotonic() + 150
+        while time.monotonic() < deadline:
+            fired = [r for r in store.list_runs(workflow=RT.WORKFLOW) if r.id != first.id]
+            if fired:
+                break
+            time.sleep(2)
+        assert fired, (Path(sched.dag_dir) / S.FIRED_LOG).read_text()
+        assert fired[0].params["schedule"] == sched.id and fired[0].cluster_id
+        assert f"run {fired[0].id} submitted" in (Path(sched.dag_dir) / S.FIRED_LOG).read_text()
+        done = R.follow(cfg, store, fired[0].id, progress=False)
+        assert done.status == "done", done.message
+        second = store.get_model("cachenet", 2)
+        verdict = RT.verdict_of(store, fired[0].id)
+        assert second.metrics["warm_start"]["from"] == "cachenet:1"
+        assert second.stage == ("production" if verdict["promote"] else "staging") and verdict["reason"]
+
+        res = CliRunner().invoke(group, ["cancel", str(sched.id)])
+        assert res.exit_code == 0, res.output
+        assert not schedd.query_jobs(f"ClusterId == {sched.cluster_id}", ["ClusterId"], cfg)
+    finally:
+        for run in store.list_runs():
+            if run.cluster_id and schedd.query_jobs(f"ClusterId == {run.cluster_id}", ["ClusterId"], cfg):
+                schedd.remove(run.cluster_id, cfg, reason="test teardown")
+        store.close()
