@@ -115,7 +115,11 @@ def test_retrain_on_the_pool_and_its_crontab_schedule(condor_pool, condor_tmp_pa
 
         res = CliRunner().invoke(group, ["cancel", str(sched.id)])
         assert res.exit_code == 0, res.output
-        assert not schedd.query_jobs(f"ClusterId == {sched.cluster_id}", ["ClusterId"], cfg)
+        deadline = time.monotonic() + 60          # a removed job leaves the queue shortly after
+        while schedd.query_jobs(f"ClusterId == {sched.cluster_id}", ["ClusterId"], cfg):
+            assert time.monotonic() < deadline, "the schedule's cron job is still queued after cancel"
+            time.sleep(1)
+        assert store.get_run(sched.id).status == "cancelled"
     finally:
         for run in store.list_runs():
             if run.cluster_id and schedd.query_jobs(f"ClusterId == {run.cluster_id}", ["ClusterId"], cfg):
