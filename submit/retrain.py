@@ -114,8 +114,8 @@ def layers(cfg: Config, run_id: int, req: RetrainRequest, window, trace: str, pr
              *(("--site", req.site) if req.site else ()),
              *(("--warm-start", production.ref) if production else ()),
              *(("--epochs", str(req.epochs)) if req.epochs else ()))
-    evaluate = (*common, "--trace", str(out / "trace.csv"), "--start", held, "--out", str(root / "evaluation" / f"run-{run_id}"),
-                "--model", req.model, *(("--baseline-model", production.ref) if production else ()),
+    evaluate = (*common, "--trace", str(out / "trace.csv"), "--start", held,
+                "--out", str(root / "evaluation" / f"run-{run_id}"), "--model", req.model, *(("--baseline-model", production.ref) if production else ()),
                 *(("--sites", req.site) if req.site else ()), "--parent", trace)
     return [Layer("export", "feedback", export, (label,), retries=RETRIES["export"]),
             Layer("train", "train", train, (label,), parents=("export",), retries=RETRIES["train"]),

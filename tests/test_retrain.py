@@ -29,7 +29,8 @@ def requests(days: int, per_day: int, site: str = SITE, seed: int = 0):
     rng = np.random.default_rng(seed)
     ts = np.sort(T0 + rng.random(days * per_day) * days * DAY)
     files = rng.integers(0, 300, len(ts))
-    return ts, [site] * len(ts), [f"/store/mc/Run3/DS{f % 7}/MINIAODSIM/v1/{f}.root" for f in files], [2 * 10**9] * len(ts)
+    lfns = [f"/store/mc/Run3/DS{f % 7}/MINIAODSIM/v1/{f}.root" for f in files]
+    return ts, [site] * len(ts), lfns, [2 * 10**9] * len(ts)
 
 
 @pytest.fixture

@@ -42,7 +42,8 @@ def test_local_retrain_promotes_a_winner_keeps_a_loser_in_staging_and_the_servic
               "--no-progress")
     assert res.exit_code == 0, res.output
     assert "no production version: fresh training only" in res.output
-    assert "cachenet:1 -> production: byte hit ratio" in res.output and "schedule stopped after 1 retrain(s)" in res.output
+    assert "cachenet:1 -> production: byte hit ratio" in res.output
+    assert "schedule stopped after 1 retrain(s)" in res.output
     first = store.get_model("cachenet", 1)
     assert first.stage == "production" and "beats LRU's" in first.stage_reason
     assert "weights" in {a.kind for a in first.artifacts} and "warm_start" not in first.metrics

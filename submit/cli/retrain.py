@@ -45,8 +45,7 @@ def retrain(ctx, site, all_sites, days, model, end, holdout, epochs, every, exec
             raise Invalid("--every re-plans the window each time (it ends at the newest feedback): drop --end")
         period = S.parse_every(every) if every else None
         req = RT.RetrainRequest(site=site, days=days, model=model, holdout=holdout, end=end, epochs=epochs)
-        cfg, store = get_config(ctx), get_store(ctx)
-        kind = R.choose_executor(executor, cfg)
+        kind = R.choose_executor(executor, get_config(ctx))
         if period is None:
             return _once(ctx, req, kind, wait, no_progress)
         if kind == "condor":
