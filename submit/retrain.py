@@ -16,10 +16,16 @@ the whole window (warm caches) and counts from HELD, the definition of ``simulat
 is fitted fresh and from the production version's weights (the better validation loss wins), and goes to
 production only if it beats the production version and the best heuristic at the sites' cache sizes.
 
-``--all`` is one chain over every site's feedback (one multi-site trace), not one chain per site: the service
-serves one model name to every site whose list does not name another, and a name has one production
-version, so per-site chains would each promote a version of the same name over the others' -- judged on one
-site each. The multi-site chain trains on all sites and judges on all of them, byte-weighted.
+Which model: the service answers a site with its production next-read model *for that site* (a model trained
+with ``--site``, its ``params.site``), else with the newest production one trained for every site
+(:meth:`smartcache.inference.service.Service.next_gap_model`). ``--site S`` therefore trains
+``cachenet-S`` (``--model`` to name it otherwise) and measures it against what the service answers S with
+now -- S's own model, else the shared one -- and warm-starts from that; promoted, it serves S alone.
+``--all`` is one chain over every site's feedback (one multi-site trace) that trains the shared model
+(``cachenet``, for the sites without their own), not one chain per site: it is the model of every site
+without one, so it is trained on all of them and judged on all of them, byte-weighted; and a site whose
+own feedback is too thin for a model of its own still contributes to it. Per-site models are
+``--site S`` runs (one schedule each).
 
 Everything a node will look up is checked here, before a run row exists: the site, the feedback in the
 window (enough requests before the held-out days), whether there is a production version to warm-start from
@@ -35,7 +41,7 @@ from pathlib import Path
 
 from smartcache.catalog import Model, Store
 from smartcache.catalog.config import Config
-from smartcache.catalog.errors import Invalid, NotFound
+from smartcache.catalog.errors import Invalid
 from smartcache.condor.dag import Layer, Workflow
 from smartcache.submit.workflows import DEFAULT_MODEL, Plan
 
@@ -48,11 +54,15 @@ class RetrainRequest:
     """What ``submit retrain`` was asked (also what a schedule re-plans every period)."""
     site: str | None = None            # None: every site with feedback (one multi-site chain)
     days: int = 28
-    model: str = DEFAULT_MODEL
+    model: str | None = None           # None: cachenet-<site> for a site, cachenet for --all
     holdout: float = 0.2
     end: str | None = None             # YYYY-MM-DD; None: the newest feedback day when planned
     epochs: int | None = None          # the trainer's default when None
     schedule: int | None = None        # the schedule run that fired this one
+
+    @property
+    def model_name(self) -> str:
+        return self.model or (f"{DEFAULT_MODEL}-{self.site}" if self.site else DEFAULT_MODEL)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -62,12 +72,13 @@ class RetrainRequest:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
-def production_of(store: Store, name: str) -> Model | None:
-    """The production version of ``name``, or None."""
-    try:
-        return store.get_model(name, stage="production")
-    except NotFound:
-        return None
+def serving_model(store: Store, site: str | None) -> Model | None:
+    """The production next-read model the service answers ``site`` with now (None: every site's shared one),
+    by the service's rule: the newest one trained for the site, else the newest trained for every site."""
+    rows = [(n, v, p.get("site")) for n, v, p in store.production_models() if p.get("policy") == "next-gap"]
+    chosen = next(((n, v) for n, v, s in rows if site is not None and s == site), None) \
+        or next(((n, v) for n, v, s in rows if s is None), None)
+    return store.get_model(*chosen) if chosen else None
 
 
 def warm_note(model: Model | None) -> str:
@@ -89,10 +100,10 @@ def plan(cfg: Config, store: Store, req: RetrainRequest) -> Plan:
         store.get_site(req.site)             # NotFound: "no site named ..."
     end = _day(req.end) if req.end else None
     window = choose_window(store, site=req.site, days=req.days, end=end, holdout=req.holdout)
-    production = production_of(store, req.model)
+    production = serving_model(store, req.site)
     known = {s.name for s in store.list_sites()}
     trace = trace_name(req.site, window)
-    params = {**req.to_dict(), "window": window.describe(), "trace": trace,
+    params = {**req.to_dict(), "model": req.model_name, "window": window.describe(), "trace": trace,
               "production": production.ref if production else None, "warm_start": warm_note(production),
               "sites_without_size": sorted(set(window.sites) - known)}
 
@@ -110,12 +121,12 @@ def layers(cfg: Config, run_id: int, req: RetrainRequest, window, trace: str, pr
     label = {"partition": req.site or "all"}
     export = (*common, *who, "--days", str(req.days), "--end", window.last.isoformat(), "--holdout", str(req.holdout),
               "--out", str(out), "--name", trace)
-    train = (*common, "--trace-dataset", trace, "--until", held, "--name", req.model,
+    train = (*common, "--trace-dataset", trace, "--until", held, "--name", req.model_name,
              *(("--site", req.site) if req.site else ()),
              *(("--warm-start", production.ref) if production else ()),
              *(("--epochs", str(req.epochs)) if req.epochs else ()))
     evaluate = (*common, "--trace", str(out / "trace.csv"), "--start", held,
-                "--out", str(root / "evaluation" / f"run-{run_id}"), "--model", req.model, *(("--baseline-model", production.ref) if production else ()),
+                "--out", str(root / "evaluation" / f"run-{run_id}"), "--model", req.model_name, *(("--baseline-model", production.ref) if production else ()),
                 *(("--sites", req.site) if req.site else ()), "--parent", trace)
     return [Layer("export", "feedback", export, (label,), retries=RETRIES["export"]),
             Layer("train", "train", train, (label,), parents=("export",), retries=RETRIES["train"]),
@@ -127,9 +138,10 @@ def describe(plan_: Plan) -> str:
     p, w = plan_.params, plan_.params["window"]
     who = f"site {p['site']}" if p["site"] else f"{len(w['sites'])} site(s) ({', '.join(w['sites'])})"
     requests = f", {w['requests']:,} requests" if w.get("requests") is not None else ""
+    serves = f"site {p['site']}" if p["site"] else "every site without a model of its own"
     line = (f"retrain {p['model']} on the feedback of {who}: {w['first']}..{w['last']} ({w['feedback_days']} days"
-            f"{requests}), held out from {w['held_out_from']}; {p['warm_start']}; promoted only if it beats "
-            + (f"{p['production']} and " if p["production"] else "") + "the best heuristic")
+            f"{requests}), held out from {w['held_out_from']}; {p['warm_start']}; promoted (to answer {serves}) "
+            "only if it beats " + (f"{p['production']} and " if p["production"] else "") + "the best heuristic")
     if p["sites_without_size"]:
         line += (f" (no catalog cache size for {', '.join(p['sites_without_size'])}: judged at fractions of the "
                  "working set)")

@@ -86,7 +86,8 @@ def test_dag_chains_export_train_evaluate_with_the_held_out_day_and_the_producti
                          stage="production")
     plan = RT.plan(cfg, store, RT.RetrainRequest(site=SITE, days=10, epochs=3))
     assert plan.params["production"] == "cachenet:1" and "warm-started from cachenet:1" in plan.params["warm_start"]
-    assert "promoted only if it beats cachenet:1 and the best heuristic" in RT.describe(plan)
+    assert "(to answer site T2_IT_Pisa) only if it beats cachenet:1 and the best heuristic" in RT.describe(plan)
+    assert plan.params["model"] == "cachenet-T2_IT_Pisa"
     run, dag_file = R.create(cfg, store, plan, "local")
     spec = dagmod.read(dag_file)
     assert spec.order() == ["export-000", "train-000", "evaluate-000"]
@@ -98,11 +99,27 @@ def test_dag_chains_export_train_evaluate_with_the_held_out_day_and_the_producti
     assert train[:2] == ["-m", "smartcache.tasks.train"]
     assert train[train.index("--trace-dataset") + 1] == trace and train[train.index("--until") + 1] == "2026-09-30"
     assert train[train.index("--warm-start") + 1] == "cachenet:1" and train[train.index("--epochs") + 1] == "3"
+    assert train[train.index("--name") + 1] == "cachenet-T2_IT_Pisa" == evaluate[evaluate.index("--model") + 1]
+    assert train[train.index("--site") + 1] == SITE
     assert evaluate[evaluate.index("--start") + 1] == "2026-09-30"
     assert evaluate[evaluate.index("--baseline-model") + 1] == "cachenet:1"
     assert evaluate[evaluate.index("--trace") + 1] == f"{cfg.data_root.absolute()}/retrain/run-{run.id}/trace.csv"
     assert evaluate[evaluate.index("--parent") + 1] == trace
     assert json.loads(json.dumps(store.get_run(run.id).params))["window"]["held_out_from"] == "2026-09-30"
+
+
+def test_the_version_to_beat_is_the_one_the_service_answers_the_site_with(env):
+    _, store = env
+    def reg(name, site, policy="next-gap"):
+        store.register_model(name, "tensorflow", {"tflite": b"x"}, params={"policy": policy, "site": site},
+                             stage="production")
+    reg("reuse", None, policy="reuse")
+    assert RT.serving_model(store, SITE) is None
+    reg("cachenet", None)
+    reg("cachenet-T2_IT_Pisa", SITE)
+    reg("cachenet-T1_US_FNAL", "T1_US_FNAL")
+    assert RT.serving_model(store, SITE).ref == "cachenet-T2_IT_Pisa:1"
+    assert RT.serving_model(store, "T2_IT_Bari").ref == RT.serving_model(store, None).ref == "cachenet:1"
 
 
 # -- the export node --------------------------------------------------------------------------------

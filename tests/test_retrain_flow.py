@@ -27,12 +27,29 @@ def _evaluation(store, run_id: int) -> dict:
     return json.loads(Path(ds.meta["json"]).read_text())
 
 
+def _service(cfg, store):
+    """The inference service over the same catalog (no background refresh: ``answering`` refreshes)."""
+    from dataclasses import replace
+
+    from smartcache.inference import create_app
+    cfg = replace(cfg, inference=replace(cfg.inference, auth=False, access_state=False))
+    return create_app(cfg, store, refresh_seconds=0).extensions["smartcache"]
+
+
+def answering(svc, site: str) -> str | None:
+    """The model version /decide answers ``site`` with now (the service's own choice, after a refresh)."""
+    svc.refresh_now()
+    name = svc.next_gap_model(site)
+    return svc.models.get(name).ref if name else None
+
+
 def test_local_retrain_promotes_a_winner_keeps_a_loser_in_staging_and_the_service_follows(cli, home, monkeypatch):
-    from smartcache.inference.models import ModelCache
     cfg = load_config()
     store = open_store(cfg.catalog_url, migrate=True)
     site, ws = drift_feedback(cfg, store, 0.05)
-    served = ModelCache(store, 4)
+    svc = _service(cfg, store)
+    assert answering(svc, site) is None
+    name = f"cachenet-{site}"
 
     def stop(seconds):            # Ctrl-C while the scheduler sleeps until the next retrain
         assert 6.9 * 86400 < seconds <= 7 * 86400
@@ -42,34 +59,34 @@ def test_local_retrain_promotes_a_winner_keeps_a_loser_in_staging_and_the_servic
               "--no-progress")
     assert res.exit_code == 0, res.output
     assert "no production version: fresh training only" in res.output
-    assert "cachenet:1 -> production: byte hit ratio" in res.output
+    assert f"{name}:1 -> production: byte hit ratio" in res.output
     assert "schedule stopped after 1 retrain(s)" in res.output
-    first = store.get_model("cachenet", 1)
-    assert first.stage == "production" and "beats LRU's" in first.stage_reason
+    first = store.get_model(name, 1)
+    assert first.stage == "production" and "beats LRU's" in first.stage_reason and first.params["site"] == site
     assert "weights" in {a.kind for a in first.artifacts} and "warm_start" not in first.metrics
     (role, trace), = first.datasets
     parents = store.get_dataset(trace).parents
     assert role == "train" and len(parents) == 27 and all(p.startswith(f"feedback/{site}/") for p in parents)
     assert first.metrics["until"] == "2026-01-22" == store.get_dataset(trace).meta["held_out_from"]
-    assert served.get("cachenet").ref == "cachenet:1"
+    assert answering(svc, site) == f"{name}:1"
 
     # a cache of 10 % of the working set, where LRU is hard to beat on this trace: the new version loses
     store.update_site(site, cache_size=int(ws * 0.10))
     res = cli("submit", "retrain", "--site", site, "--executor", "local", "--wait", "--epochs", EPOCHS, "--no-progress")
     assert res.exit_code == 0, res.output
-    assert "warm-started from cachenet:1" in res.output and "cachenet:2 -> staging: " in res.output
-    second, first = store.get_model("cachenet", 2), store.get_model("cachenet", 1)
+    assert f"warm-started from {name}:1" in res.output and f"{name}:2 -> staging: " in res.output
+    second, first = store.get_model(name, 2), store.get_model(name, 1)
     assert (second.stage, first.stage) == ("staging", "production") and "does not beat" in second.stage_reason
     warm = second.metrics["warm_start"]
-    assert warm["from"] == "cachenet:1" and warm["chosen"] in ("warm", "fresh")
+    assert warm["from"] == f"{name}:1" and warm["chosen"] in ("warm", "fresh")
     assert warm["val_loss_warm"] > 0 and warm["val_loss_fresh"] > 0
     run = store.list_runs(workflow=RT.WORKFLOW, limit=1)[0]
     ev = _evaluation(store, run.id)
     assert ev["summary"]["window"]["from"] == "2026-01-22" and ev["summary"]["window"]["first_request"] == "2026-01-01"
-    assert {"model:cachenet", "model:cachenet:1", "lru", "arc", "s3fifo"} <= {r["policy"] for r in ev["results"]}
-    assert served.refresh() == [] and served.get("cachenet").ref == "cachenet:1"   # nothing promoted, nothing swapped
-    store.set_model_stage("cachenet", 2, "production", "by hand")
-    assert served.refresh() == ["cachenet:1 -> cachenet:2"]                          # a promotion is picked up
+    assert {f"model:{name}", f"model:{name}:1", "lru", "arc", "s3fifo"} <= {r["policy"] for r in ev["results"]}
+    assert answering(svc, site) == f"{name}:1"            # nothing promoted, nothing swapped
+    store.set_model_stage(name, 2, "production", "by hand")
+    assert answering(svc, site) == f"{name}:2"            # a promotion is picked up, no restart
     store.close()
 
 
@@ -90,7 +107,7 @@ def test_retrain_on_the_pool_and_its_crontab_schedule(condor_pool, condor_tmp_pa
                                          "--wait", "--epochs", EPOCHS, "--no-progress"])
         assert res.exit_code == 0, res.output
         print(f"retrain DAG on the pool: {time.monotonic() - t0:.0f} s")
-        assert "HTCondor cron job" in res.output and "cachenet:1 -> production" in res.output
+        assert "HTCondor cron job" in res.output and f"cachenet-{site}:1 -> production" in res.output
         sched = store.list_runs(workflow=S.SCHEDULE)[0]
         sub = (Path(sched.dag_dir) / "schedule.sub").read_text().splitlines()
         assert {"universe = local", "on_exit_remove = false", "cron_minute = *"} <= set(sub)
@@ -109,9 +126,9 @@ def test_retrain_on_the_pool_and_its_crontab_schedule(condor_pool, condor_tmp_pa
         assert f"run {fired[0].id} submitted" in (Path(sched.dag_dir) / S.FIRED_LOG).read_text()
         done = R.follow(cfg, store, fired[0].id, progress=False)
         assert done.status == "done", done.message
-        second = store.get_model("cachenet", 2)
+        second = store.get_model(f"cachenet-{site}", 2)
         verdict = RT.verdict_of(store, fired[0].id)
-        assert second.metrics["warm_start"]["from"] == "cachenet:1"
+        assert second.metrics["warm_start"]["from"] == f"cachenet-{site}:1"
         assert second.stage == ("production" if verdict["promote"] else "staging") and verdict["reason"]
 
         res = CliRunner().invoke(group, ["cancel", str(sched.id)])

@@ -25,8 +25,8 @@ from smartcache.submit.context import get_config, get_store
               help="one chain over every site's feedback (one model judged on all sites)")
 @click.option("--days", type=click.IntRange(min=2), default=28, show_default=True,
               help="feedback days in the window (the last of them are held out)")
-@click.option("--model", default=RT.DEFAULT_MODEL, show_default=True,
-              help="model name: its production version is warm-started from and must be beaten")
+@click.option("--model", help="model name [default: cachenet-SITE, or cachenet with --all]; the production "
+                              "model now answering the site is warm-started from and must be beaten")
 @click.option("--end", metavar="YYYY-MM-DD", help="last feedback day of the window [default: the newest]")
 @click.option("--holdout", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
               show_default=True, help="share of the window's days held out (at least one day)")
