@@ -53,6 +53,11 @@ def test_window_is_the_catalogs_last_days_and_holds_out_the_last_fifth(env):
     all_sites = RT.plan(cfg, store, RT.RetrainRequest(days=30)).params
     assert all_sites["window"]["sites"] == ["T1_US_FNAL", SITE] and all_sites["sites_without_size"] == ["T1_US_FNAL"]
     assert all_sites["production"] is None and "fresh training only" in all_sites["warm_start"]
+    assert all_sites["model"] == "cachenet"                       # the shared model, for sites without their own
+    plan = RT.plan(cfg, store, RT.RetrainRequest(days=30))
+    _, dag_file = R.create(cfg, store, plan, "local")
+    export, train = _argv(dag_file, "export"), _argv(dag_file, "train")
+    assert "--all" in export and "--site" not in export + train and "--warm-start" not in train
 
 
 def test_plan_refuses_before_a_run_exists(env):
