@@ -268,3 +268,21 @@ def test_click_commands_pass_through(tmp_path, by_day, home):
     store = open_store(cfg.catalog_url)
     assert [d.name for d in store.list_datasets(kind="features")] == ["features/2026-03-01_2026-03-02_h1"]
     assert runner.invoke(features, ["--reduced", "nothing-here"], obj=cfg).exit_code == 1
+
+
+def test_days_in_several_part_files_reduce_to_one_output_each(tmp_path):
+    generate = pytest.importorskip("smartcache.tasks.generate.task")
+    gen = generate.generate_logs(tmp_path / "raw", start="2026-03-01", days=2, scale=0.5, seed=2, part_records=2500,
+                                 workers=1)
+    sources = list_partitions(tmp_path / "raw")
+    assert len(sources) > 2
+    res = reduce_partitions(sources, tmp_path / "out", None, None)
+    assert [p.day for p in res.partitions] == DAYS and all(len(p.sources) > 1 for p in res.partitions)
+    assert res.records_read == gen.records and res.records_kept == gen.counts["analysis_ok"]
+    manifest = json.loads((tmp_path / "raw" / "_manifest.json").read_text())
+    pairs = {}
+    for p in manifest["partitions"]:
+        pairs.setdefault(p["date"], []).append(p)
+    for p in res.partitions:
+        t = pq.read_table(p.path)
+        assert pa.compute.sum(t["n_access"]).as_py() == sum(x["analysis_ok"] for x in pairs[p.day.isoformat()])
