@@ -13,6 +13,7 @@ from rawlogs import make_records, partition_file, write, write_avro
 
 from smartcache.catalog import open_store
 from smartcache.tasks.common.schema import REDUCED_SCHEMA
+from smartcache.tasks.reduce import nodestats
 from smartcache.tasks.reduce import task as reduce_task
 from smartcache.tasks.reduce.aggregate import Aggregator, SiteFilter, filter_batch
 from smartcache.tasks.reduce.readers import list_partitions, read_partition
@@ -214,8 +215,12 @@ def test_cli(tmp_path, by_day, capsys):
                            str(tmp_path / "out"), "--catalog-url", url, "--run-id", str(run.id), "--json",
                            "--no-progress"])
     assert rc == 0
-    doc = json.loads(capsys.readouterr().out)
+    cap = capsys.readouterr()
+    doc = json.loads(cap.out)
     assert [p["day"] for p in doc["partitions"]] == ["2026-03-01", "2026-03-02"]
+    st = nodestats.parse(cap.err)                       # the node's cost line (DAG measurements)
+    assert st["records"] == doc["records_read"] and st["days"] == 2 and st["bytes_in"] > st["bytes_out"] > 0
+    assert st["cpu_s"] > 0 and st["peak_rss_mb"] > 50 and st["process_start"] <= st["main_start"] <= st["end"]
     assert {d.name for d in store.list_datasets(kind="reduced")} == {"reduced/2026-03-01", "reduced/2026-03-02"}
     assert all(d.run_id == run.id for d in store.list_datasets())
     assert reduce_task.main(["--out", str(tmp_path / "o"), "--no-catalog"]) == 1
