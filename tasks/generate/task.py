@@ -108,7 +108,8 @@ class World:
     def parts(self, day: int, part_records: int | None = None) -> Iterator[pa.Table]:
         """The day's records as part files of about ``part_records`` records (None: one part, which
         is ``day(day)``). Parts are built one after the other, so memory is bounded by one part:
-        the tasks are dealt round-robin into shares; job and task ids stay unique within the day."""
+        tasks are shared out by dataset (so each dataset's files are drawn for one part only);
+        job and task ids stay unique within the day."""
         tasks = Tasks.concat([w.day_tasks(day) for w in self.workloads])
         n_parts = max(1, -(-int(tasks.n.sum()) // part_records)) if part_records else 1
         if n_parts == 1:
@@ -117,7 +118,7 @@ class World:
         index = np.arange(len(tasks))
         job_base = 0
         for shard in range(n_parts):
-            share = index[index % n_parts == shard]
+            share = index[tasks.uid % n_parts == shard]
             table, used = build_part(self.datasets, self.workloads, self.sites, self.identities, day,
                                      tasks.take(share), shard=shard, task_index=share, job_base=job_base)
             job_base += used
