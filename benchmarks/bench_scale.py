@@ -3,7 +3,7 @@ real HTCondor pool, measured at 1 and 2 slots and projected beyond (stated as a 
 
     python benchmarks/bench_scale.py --raw /tmp/scale/raw --generate --months 3 --end 2026-09 --scale 50
     python benchmarks/bench_scale.py --raw /tmp/scale/raw --big-day-scale 200   # + one 40 GB-class node
-    python benchmarks/bench_scale.py --from-json scale.json --plot scale.png     # re-print, re-plot
+    python benchmarks/bench_scale.py --from-json condor.json local.json --plot scale.png   # re-print, merged
     python benchmarks/bench_scale.py --small                                     # the machinery, ~1 min
 
 Each run is the product's own path: a catalog run row, the reduce layer of ``smartcache submit reduce``
@@ -160,7 +160,8 @@ def report(res: dict, plot: Path | None) -> None:
               f"{s['node_wall_mean']:>8.2f}{s['startup_mean']:>11.2f}{s['node_wall_max']:>11.2f}{s['cpu_s']:>8.0f}"
               f"{s['overhead_per_node']:>11.2f}{s['head'] + s['tail']:>12.1f}{s['peak_rss_mb']:>12.0f}"
               f"{s['bytes_in'] / 2**20 / r['makespan']:>9.1f}" + ("" if s["complete"] and r["status"] == "done"
-                                                                  else f"  [{r['status']}, incomplete]"))
+                                                                  else f"  [{r['status']}, incomplete]")
+              + (f"  load {r['load'][0]:.0f}-{r['load'][1]:.0f}" if r.get("load") else ""))
     per_node_in = sb["bytes_in"] / base["n_nodes"] / 2**20
     print(f"per partition (day): {sb['records'] / base['n_nodes']:,.0f} records, {per_node_in:.0f} MiB in, "
           f"{sb['node_wall_mean']:.2f} s per node process ({sb['startup_mean']:.2f} s of it start-up and imports), "
@@ -223,6 +224,17 @@ def _plot(res: dict, runs_: list[dict], curves: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def merge(results: list[dict]) -> dict:
+    """Several saved results of the same data (e.g. one per executor) as one."""
+    out = {"raw": results[0]["raw"], "runs": [r for res in results for r in res["runs"]],
+           "load": [min(x["load"][0] for x in results), max(x["load"][-1] for x in results)]}
+    for key in ("generate", "big_day"):
+        found = [res[key] for res in results if res.get(key)]
+        if found:
+            out[key] = found[-1]
+    return out
+
+
 # -- main ------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -236,12 +248,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--slots", default="1,2")
     ap.add_argument("--big-day-scale", type=float, help="also generate and reduce one day at this scale")
     ap.add_argument("--json", type=Path, help="write every measurement here")
-    ap.add_argument("--from-json", type=Path, help="only print and plot a saved result")
+    ap.add_argument("--from-json", type=Path, nargs="+", help="only print and plot saved results (merged)")
     ap.add_argument("--plot", type=Path, default=Path("scale.png"))
     ap.add_argument("--small", action="store_true", help="4 days at scale 1 under /tmp: checks the machinery")
     a = ap.parse_args(argv)
     if a.from_json:
-        report(json.loads(a.from_json.read_text()), a.plot)
+        report(merge([json.loads(p.read_text()) for p in a.from_json]), a.plot)
         return 0
     work = a.work or Path(f"/tmp/smartcache-bench-scale-{os.getpid()}")
     work.mkdir(parents=True, exist_ok=True)
@@ -271,8 +283,10 @@ def main(argv: list[str] | None = None) -> int:
             pool.activate_pool_env()
     for ex in executors:
         for slots in (int(s) for s in a.slots.split(",")):
-            print(f"{ex}, {slots} slot(s): running (load {os.getloadavg()[0]:.1f})", file=sys.stderr)
-            res["runs"].append(reduce_run(a.raw.absolute(), work, ex, slots))
+            load0 = os.getloadavg()[0]
+            print(f"{ex}, {slots} slot(s): running (load {load0:.1f})", file=sys.stderr)
+            res["runs"].append({**reduce_run(a.raw.absolute(), work, ex, slots),
+                                "load": [load0, os.getloadavg()[0]]})
     if a.big_day_scale:
         res["big_day"] = big_day(work, a.big_day_scale, "2026-09-15")
     res["load"].append(os.getloadavg()[0])

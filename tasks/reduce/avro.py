@@ -41,6 +41,7 @@ MAGIC = b"Obj\x01"
 SYNC_SIZE = 16
 MAX_BLOCK = 256 << 20          # a block header claiming more is taken as damage
 GROUP_BYTES = 16 << 20         # decode at most this much encoded data at once
+COLUMN_GROUP_BYTES = 4 << 20   # the column-wise decoder inflates a whole group at once: keep it small
 DECODER_ENV = "SMARTCACHE_AVRO_DECODER"   # "fastavro": use fastavro even where the column-wise decoder applies
 
 
@@ -222,7 +223,7 @@ class AvroReader:
             group.append((count, data, framed))
             g_records += count
             g_bytes += framed
-            if g_records >= self.batch_size or g_bytes >= GROUP_BYTES:
+            if g_records >= self.batch_size or g_bytes >= (COLUMN_GROUP_BYTES if self.plan else GROUP_BYTES):
                 yield from self._decode(header, sync, group, present)
                 group, g_records, g_bytes = [], 0, 0
         if group and not missing:
