@@ -201,7 +201,7 @@ class Aggregator:
     (:mod:`.spill`), and the result is merged one site at a time: memory stays bounded by one slice
     and one site's partials however big the day."""
 
-    def __init__(self, slice_rows: int = 1 << 17, max_partial_rows: int = 1 << 18):
+    def __init__(self, slice_rows: int = 1 << 17, max_partial_rows: int = 1 << 16):
         self.slice_rows, self.max_partial_rows = slice_rows, max_partial_rows
         self.pending: list[pa.Table] = []
         self.pending_rows = 0
