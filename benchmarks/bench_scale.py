@@ -19,9 +19,9 @@ RSS, when its process started, entered main and ended); from those and the run's
   onto S slots, plus the run's fixed start-up and tail; checked against the 2-slot measurement.
   It assumes each slot is a core like these, I/O not limiting (bytes per second per slot are
   printed) and DAGMan's serial submission not limiting (it submits far faster than nodes finish here);
-- the 40 GB figure: the same days with 40 GB / (measured bytes) times the records, each node's
-  ``main`` part scaled by that factor (its start-up not); with ``--big-day-scale`` one day of that
-  size is generated and reduced for real (its wall and peak memory measured, not projected).
+- 10 GB and 40 GB: more days of the measured daily volume (more nodes, each like a measured one);
+  with ``--big-day-scale`` one day of 4x the volume is generated and reduced for real (its wall and
+  peak memory measured, not projected), for sets that grow by day size instead.
 """
 
 from __future__ import annotations
@@ -107,14 +107,13 @@ def lpt(costs: list[float], slots: int) -> float:
     return max(loads)
 
 
-def node_cost(n: dict, records_factor: float = 1.0) -> float:
-    """A node's process wall with ``records_factor`` times its records: start-up and imports stay,
-    the part inside ``main`` (reading, aggregating, writing) grows with the records."""
-    return (n["main_start"] - n["process_start"]) + (n["end"] - n["main_start"]) * records_factor
-
-
-def project(r: dict, s: dict, slots: int, records_factor: float = 1.0) -> float:
-    costs = [node_cost(n, records_factor) + max(s["overhead_per_node"], 0.0) for n in r["nodes"]]
+def project(r: dict, s: dict, slots: int, n_nodes: int | None = None) -> float:
+    """Makespan at ``slots`` slots of ``n_nodes`` day nodes like the measured ones (their costs
+    taken in turn): a bigger set at the same daily volume is more days, i.e. more nodes."""
+    nodes = r["nodes"]
+    n_nodes = n_nodes or len(nodes)
+    costs = [nodes[i % len(nodes)]["end"] - nodes[i % len(nodes)]["process_start"] + max(s["overhead_per_node"], 0.0)
+             for i in range(n_nodes)]
     return s["head"] + s["tail"] + lpt(costs, slots)
 
 
@@ -171,17 +170,21 @@ def report(res: dict, plot: Path | None) -> None:
         p2 = project(base, sb, 2)
         print(f"check: projected {base['executor']} 2 slots {p2:.0f} s vs measured {two['makespan']:.0f} s "
               f"({(p2 / two['makespan'] - 1) * 100:+.0f} %; both cores of this shared machine run nodes then)")
-    factor = 40e9 / max(sb["bytes_in"], 1)
+    per_node = sb["bytes_in"] / base["n_nodes"]
+    sizes = {f"measured {gib:.1f} GiB": base["n_nodes"], "10 GB": round(10e9 / per_node),
+             "40 GB": round(40e9 / per_node)}
     print(f"PROJECTION from the {base['executor']} 1-slot run, makespan (min) at S slots: LPT of the measured "
           f"node costs + {sb['overhead_per_node']:.1f} s overhead each, + {sb['head'] + sb['tail']:.0f} s head "
-          f"and tail; 40 GB = the same days with {factor:.1f}x the records (main() part scaled):")
-    print(f"  {'slots':>12}" + "".join(f"{s:>8}" for s in PROJECT_SLOTS))
+          f"and tail; bigger sets = more days of the same volume ({per_node / 2**20:.0f} MiB a node):")
+    print(f"  {'slots':>20}" + "".join(f"{s:>8}" for s in PROJECT_SLOTS))
     curves = {}
-    for label, f in (("measured set", 1.0), ("40 GB", factor)):
-        curves[label] = [project(base, sb, s, f) for s in PROJECT_SLOTS]
-        print(f"  {label:>12}" + "".join(f"{v / 60:>8.1f}" for v in curves[label]))
-    print(f"  40 GB: {sb['cpu_s'] * factor / 3600:.2f} core-hours of node CPU; at 64 slots the pool reads "
-          f"{sb['bytes_in'] * factor / curves['40 GB'][PROJECT_SLOTS.index(64)] / 2**20:.0f} MiB/s of Avro")
+    for label, n in sizes.items():
+        curves[f"{label} ({n} nodes)"] = ys = [project(base, sb, s, n) for s in PROJECT_SLOTS]
+        print(f"  {label + f' ({n} nodes)':>20}" + "".join(f"{v / 60:>8.1f}" for v in ys))
+    k40 = sizes["40 GB"] / base["n_nodes"]
+    t64 = curves[f"40 GB ({sizes['40 GB']} nodes)"][PROJECT_SLOTS.index(64)]
+    print(f"  40 GB: {sb['cpu_s'] * k40 / 3600:.2f} core-hours of node CPU; at 64 slots the pool reads "
+          f"{sb['bytes_in'] * k40 / t64 / 2**20:.0f} MiB/s of Avro")
     big = res.get("big_day")
     if big:
         print(f"40 GB-class node, measured: one day at scale {big['scale']} ({big['records']:,} records, "
@@ -189,8 +192,10 @@ def report(res: dict, plot: Path | None) -> None:
               f"CPU {big['cpu_s']:.1f} s, peak RSS {big['peak_rss_mb']:.0f} MB (target <= {TARGET_RSS_MB})")
     worst = max(summarize(r)["peak_rss_mb"] for r in runs_)
     two_any = [r["makespan"] for r in runs_ if r["slots"] == 2]
-    print(f"targets: 10 GB-class on 2 cores {min(two_any) / 60 if two_any else float('nan'):.1f} min "
-          f"(< {TARGET_S // 60}); peak memory per node {worst:.0f} MB (<= {TARGET_RSS_MB})")
+    ten = curves[f"10 GB ({sizes['10 GB']} nodes)"][PROJECT_SLOTS.index(2)]
+    print(f"targets: {gib:.1f} GiB on 2 cores measured {min(two_any) / 60 if two_any else float('nan'):.1f} min; "
+          f"10 GB on 2 cores projected {ten / 60:.1f} min (< {TARGET_S // 60}); peak memory per node "
+          f"{worst:.0f} MB measured (<= {TARGET_RSS_MB})")
     if plot:
         _plot(res, runs_, curves, plot)
         print(f"plot: {plot}")
@@ -201,7 +206,7 @@ def _plot(res: dict, runs_: list[dict], curves: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    for (label, ys), style in zip(curves.items(), ("-", "--")):
+    for (label, ys), style in zip(curves.items(), (":", "-", "--")):
         ax.plot(PROJECT_SLOTS, [y / 60 for y in ys], style, color="grey", label=f"{label}, projected")
     big = res.get("big_day")
     if big:
