@@ -331,3 +331,43 @@ def test_task_main(tmp_path, capsys):
                  "--no-progress"]) == 0
     assert "wrote 2 avro partitions" in capsys.readouterr().out
     assert main(["--out", str(tmp_path), "--format", "avro", "--scale", "-1", "--days", "1"]) == 1
+
+
+def test_big_days_are_written_as_part_files(tmp_path, world):
+    """A day above ``part_records`` becomes several parts, built one at a time; ids stay unique in the day."""
+    day = (DAY0 - dt.date(1970, 1, 1)).days
+    whole = world.day(day)
+    assert next(world.parts(day, whole.num_rows * 2)).equals(whole)          # small enough: the day itself
+    parts = list(world.parts(day, 4000))
+    assert len(parts) >= 3 and all(p.num_rows for p in parts)
+    assert 0.8 < sum(p.num_rows for p in parts) / whole.num_rows < 1.2
+    jobs = [set(p["JobId"].to_pylist()) for p in parts]
+    tasks = [set(p["TaskId"].to_pylist()) for p in parts]
+    for i in range(len(parts)):
+        for j in range(i):
+            assert not jobs[i] & jobs[j] and not tasks[i] & tasks[j]
+    for p in parts:
+        fin = p["FinishedTimeStamp"].to_numpy()
+        assert (np.diff(fin) >= 0).all() and (fin // 86_400_000 == day).all()
+    out = tmp_path / "raw"
+    res = generate_logs(out, start=DAY0, days=2, scale=1, seed=0, part_records=4000, corrupt=1, workers=1)
+    manifest = json.loads((out / "_manifest.json").read_text())
+    assert len(manifest["partitions"]) == len(res.partitions) > 4 and manifest["part_records"] == 4000
+    assert {p["path"].rsplit("/", 1)[0] for p in manifest["partitions"]} == {
+        f"year={d.year}/month={d.month}/day={d.day}" for d in (DAY0, DAY0 + dt.timedelta(days=1))}
+    assert len(res.corrupt) == 1 and res.corrupt[0].path.endswith("part-00000.avro")
+    first = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("part-*")}
+    generate_logs(out, start=DAY0, days=2, scale=1, seed=0, part_records=4000, corrupt=1, workers=2)
+    assert {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("part-*")} == first   # same bytes
+
+
+def test_progress_lines_off_a_terminal(tmp_path, capsys):
+    from smartcache.tasks.generate.progress import Progress
+    with Progress(3, True, every_s=0.0) as bar:
+        for _ in range(3):
+            bar.done([{"records": 10, "bytes": 2**20}])
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[-1].startswith("generate: 3/3 days, 30 records, 0.00 GiB") and len(lines) == 3
+    with Progress(3, False, every_s=0.0) as bar:
+        bar.done([{"records": 1, "bytes": 1}])
+    assert capsys.readouterr().err == ""

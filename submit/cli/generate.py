@@ -8,7 +8,7 @@ import click
 
 from smartcache.catalog.config import load_config
 from smartcache.catalog.errors import SmartcacheError
-from smartcache.tasks.generate.task import FORMATS, generate_logs, summary
+from smartcache.tasks.generate.task import FORMATS, PART_RECORDS, generate_logs, summary
 
 
 @click.group("generate")
@@ -28,16 +28,19 @@ def generate() -> None:
 @click.option("--corrupt", type=click.IntRange(min=0), default=0, show_default=True,
               help="Damage this many partitions (listed in _corrupt.json).")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Worker processes [default: up to 2].")
+@click.option("--part-records", type=click.IntRange(min=1), default=PART_RECORDS, show_default=True,
+              help="A day with more records is written as several part files (bounded memory).")
 @click.option("--progress/--no-progress", default=True, help="Progress bar on a terminal.")
 @click.pass_context
 def logs(ctx: click.Context, months: int, end: str | None, out: Path | None, fmt: str, scale: float, seed: int,
-         corrupt: int, workers: int | None, progress: bool) -> None:
+         corrupt: int, workers: int | None, part_records: int, progress: bool) -> None:
     """Write daily partitions year=YYYY/month=M/day=D/part-00000.{avro,json.gz} of JobMonitoring records."""
     if out is None:
         config = ctx.obj if ctx.obj is not None else load_config()     # the main group passes its Config
         out = Path(config.data_root) / "raw"
     try:
-        result = generate_logs(out, months, end, fmt, scale, seed, corrupt, progress, workers=workers)
+        result = generate_logs(out, months, end, fmt, scale, seed, corrupt, progress, workers=workers,
+                               part_records=part_records)
     except SmartcacheError as e:
         raise click.ClickException(str(e)) from e
     click.echo(summary(result))

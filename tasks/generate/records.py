@@ -89,10 +89,23 @@ def _const(value, n: int, typ=pa.string()) -> pa.Array:
 def build_records(world: DatasetWorld, workloads: list[RegionWorkload], sites: SiteVocab, ident: Identities,
                   day: int, t: Tasks) -> pa.Table:
     """All records of ``day`` for the tasks ``t`` (already drawn), as a table with RAW_ARROW_SCHEMA."""
+    return build_part(world, workloads, sites, ident, day, t)[0]
+
+
+def build_part(world: DatasetWorld, workloads: list[RegionWorkload], sites: SiteVocab, ident: Identities,
+               day: int, t: Tasks, *, shard: int = 0, task_index: np.ndarray | None = None,
+               job_base: int = 0) -> tuple[pa.Table, int]:
+    """The records of one share of a day's tasks, and how many job ids it used.
+
+    A big day is built in shares (part files) so that memory stays bounded: share ``shard`` holds
+    the tasks ``t`` (``task_index``: their indices among the day's tasks, for TaskId) and numbers
+    its jobs from ``job_base`` (the job ids the earlier shares used), so ids stay unique in the day.
+    Share 0 of a day built whole is exactly ``build_records``.
+    """
     p = world.params
     if len(t) == 0:                                   # tiny scales can have quiet days
-        return RAW_ARROW_SCHEMA.empty_table()
-    rng = np.random.default_rng([world.seed, 301, day])
+        return RAW_ARROW_SCHEMA.empty_table(), 0
+    rng = np.random.default_rng([world.seed, 301, day] + ([shard] if shard else []))
     gsite = sites.offset[t.region] + t.site
     uniq, ds_of_task = np.unique(t.uid, return_inverse=True)
     fsets = [world.files(int(u)) for u in uniq]
@@ -158,7 +171,7 @@ def build_records(world: DatasetWorld, workloads: list[RegionWorkload], sites: S
     # task-level identities
     ident_idx = np.where(prod, ident.prod + rng.integers(0, len(nm.PRODUCTION_AGENTS), len(t)),
                          ident.offset[t.region] + np.maximum(t.user, 0))
-    task_id = day * 1_000_000 + np.arange(len(t), dtype=np.int64)
+    task_id = day * 1_000_000 + (np.arange(len(t), dtype=np.int64) if task_index is None else task_index)
     monitor, app_version = _task_strings(rng, day, t, ident_idx, ident, [ds_names[i] for i in ds_of_task],
                                          ds_year[ds_of_task])
     job_type = np.where(prod, 1 + rng.integers(0, 3, len(t)), 0)
@@ -170,7 +183,7 @@ def build_records(world: DatasetWorld, workloads: list[RegionWorkload], sites: S
     fin = day_ms + np.floor(end * 1000.0).astype(np.int64)
     order = keep[np.argsort(fin[rec_job[keep]], kind="stable")]
     rj, rt = rec_job[order], rec_task[order]
-    job_id = day * 10_000_000 + np.arange(J, dtype=np.int64)
+    job_id = day * 10_000_000 + job_base + np.arange(J, dtype=np.int64)
     lfn = pa.concat_arrays([f.lfn for f in fsets])
     block_name = pa.concat_arrays([f.block_name for f in fsets])
     block_id = np.concatenate([f.block_id for f in fsets])
@@ -214,4 +227,4 @@ def build_records(world: DatasetWorld, workloads: list[RegionWorkload], sites: S
         "GridName": _take(ident.dn, ident_idx[rt]),
         "FileSize": pa.array(size[order], mask=null_size[order]),
     }
-    return pa.Table.from_arrays([cols[f.name].cast(f.type) for f in RAW_ARROW_SCHEMA], schema=RAW_ARROW_SCHEMA)
+    return pa.Table.from_arrays([cols[f.name].cast(f.type) for f in RAW_ARROW_SCHEMA], schema=RAW_ARROW_SCHEMA), J

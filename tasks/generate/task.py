@@ -10,8 +10,10 @@ generated in parallel worker processes in bounded memory.
 
 Volume: scale 1 is about 12-13 k records per day (two regions, 14 sites, ~370 analysts); ``--scale``
 multiplies the numbers of users, datasets, campaigns and tasks -- so statistics such as the reuse
-ceiling stay put -- and thus the volume. Memory per worker is about 150 MB plus ~5 KB per record of
-one day (scale 10: ~0.8 GB); six months at scale 1 take ~37 CPU-seconds for Avro, ~50 for JSON.
+ceiling stay put -- and thus the volume. A day of more than ``part_records`` (200 k) records is
+written as several part files, one at a time, so memory per worker stays below ~0.9 GB at any
+scale (about 150 MB plus ~3.5 KB per record of one part); six months at scale 1 take ~37
+CPU-seconds for Avro, ~50 for JSON; a 10 GB-class set (six months at scale 25) ~20 CPU-minutes.
 
 What the records look like (knobs of :class:`GeneratorParams` in brackets):
 
@@ -59,10 +61,10 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from smartcache.catalog.errors import SmartcacheError
 from smartcache.tasks.common.schema import RAW_AVRO_SCHEMA, RAW_FIELDS, partition_path
@@ -70,7 +72,9 @@ from smartcache.tasks.generate import corrupt as gen_corrupt
 from smartcache.tasks.generate.encode import avro_file, json_gz_file
 from smartcache.tasks.generate.names import to_date, to_day
 from smartcache.tasks.generate.params import GeneratorError, GeneratorParams, RegionSpec, SiteSpec, TierSpec
-from smartcache.tasks.generate.records import Identities, SiteVocab, build_records
+from smartcache.tasks.generate.progress import Progress
+from smartcache.tasks.generate.records import Identities, SiteVocab, build_part, build_records
+from smartcache.tasks.generate.stats import daily_reuse, partition_counts, reuse_ceiling
 from smartcache.tasks.generate.workload import RegionWorkload, Tasks
 from smartcache.tasks.generate.world import DatasetWorld
 
@@ -80,6 +84,8 @@ __all__ = ["GenerateResult", "GeneratorError", "GeneratorParams", "RegionSpec", 
 
 FORMATS = ("avro", "json")
 TAG_SYNC = 501
+PART_RECORDS = 200_000         # a day with more records is written as several part files (bounded memory)
+JOBS_PER_DAY = 10_000_000      # JobId = day * JOBS_PER_DAY + job number
 COUNT_KEYS = ("records", "analysis_ok", "null_size", "failed", "production")
 
 
@@ -98,6 +104,27 @@ class World:
     def day(self, day: int) -> pa.Table:
         tasks = Tasks.concat([w.day_tasks(day) for w in self.workloads])
         return build_records(self.datasets, self.workloads, self.sites, self.identities, day, tasks)
+
+    def parts(self, day: int, part_records: int | None = None) -> Iterator[pa.Table]:
+        """The day's records as part files of about ``part_records`` records (None: one part, which
+        is ``day(day)``). Parts are built one after the other, so memory is bounded by one part:
+        tasks are shared out by dataset (so each dataset's files are drawn for one part only);
+        job and task ids stay unique within the day."""
+        tasks = Tasks.concat([w.day_tasks(day) for w in self.workloads])
+        n_parts = max(1, -(-int(tasks.n.sum()) // part_records)) if part_records else 1
+        if n_parts == 1:
+            yield build_records(self.datasets, self.workloads, self.sites, self.identities, day, tasks)
+            return
+        index = np.arange(len(tasks))
+        job_base = 0
+        for shard in range(n_parts):
+            share = index[tasks.uid % n_parts == shard]
+            table, used = build_part(self.datasets, self.workloads, self.sites, self.identities, day,
+                                     tasks.take(share), shard=shard, task_index=share, job_base=job_base)
+            job_base += used
+            if job_base >= JOBS_PER_DAY:
+                raise GeneratorError(f"more than {JOBS_PER_DAY:,} jobs on one day: scale {self.scale} is too large")
+            yield table
 
 
 @functools.lru_cache(maxsize=2)
@@ -146,49 +173,6 @@ def month_window(months: int, end: tuple[int, int] | str | None = None,
     return start, nxt - dt.timedelta(days=1)
 
 
-def partition_counts(table: pa.Table) -> dict[str, int]:
-    """Records by disjoint category: analysis_ok (successful analysis, known size), null_size (successful
-    analysis, FileSize null), failed (analysis, SuccessFlag 0), production (Type production); plus the
-    distinct (site, file) pairs and the bytes of analysis_ok records."""
-    prod = pc.equal(table["Type"], "production")
-    ok = pc.and_(pc.invert(prod), pc.equal(table["SuccessFlag"], 1))
-    has_size = pc.is_valid(table["FileSize"])
-    good = table.filter(pc.and_(ok, has_size))
-    pairs = good.group_by(["SiteName", "FileName"]).aggregate([]).num_rows if good.num_rows else 0
-    return {
-        "records": table.num_rows,
-        "analysis_ok": good.num_rows,
-        "null_size": int(pc.sum(pc.and_(ok, pc.invert(has_size))).as_py() or 0),
-        "failed": int(pc.sum(pc.and_(pc.invert(prod), pc.invert(ok))).as_py() or 0),
-        "production": int(pc.sum(prod).as_py() or 0),
-        "analysis_ok_site_files": pairs,
-        "analysis_ok_bytes": int(pc.sum(good["FileSize"]).as_py() or 0),
-    }
-
-
-def daily_reuse(table: pa.Table, params: GeneratorParams | None = None) -> pa.Table:
-    """Per (day, region): requests, unique files and the reuse ceiling (requests - unique) / requests,
-    over successful analysis records. Regions come from ``params`` (else the site's country code)."""
-    params = params or GeneratorParams()
-    t = table.filter(pc.and_(pc.equal(table["Type"], "analysis"), pc.equal(table["SuccessFlag"], 1)))
-    sites = pc.unique(t["SiteName"]).to_pylist()
-    regions = [params.region_of(s) or (s.split("_")[1] if s and s.count("_") >= 2 else "??") for s in sites]
-    region = pa.array(regions, pa.string()).take(pc.index_in(t["SiteName"], value_set=pa.array(sites, pa.string())))
-    day = pc.divide(t["FinishedTimeStamp"], 86_400_000)
-    g = pa.table({"day": day, "region": region, "lfn": t["FileName"]}).group_by(["day", "region"]).aggregate(
-        [("lfn", "count"), ("lfn", "count_distinct")])
-    req, uniq = g["lfn_count"].to_numpy(), g["lfn_count_distinct"].to_numpy()
-    return pa.table({"day": g["day"], "region": g["region"], "requests": req, "unique_files": uniq,
-                     "ceiling": (req - uniq) / np.maximum(req, 1)}).sort_by([("day", "ascending"), ("region", "ascending")])
-
-
-def reuse_ceiling(table: pa.Table, params: GeneratorParams | None = None) -> dict[str, float]:
-    """Mean over days of the daily reuse ceiling, per region."""
-    d = daily_reuse(table, params)
-    region, ceil = d["region"].to_pylist(), d["ceiling"].to_numpy()
-    return {r: float(np.mean(ceil[[x == r for x in region]])) for r in sorted(set(region))}
-
-
 @dataclass(frozen=True)
 class CorruptPartition:
     path: str            # relative to the output folder
@@ -213,13 +197,19 @@ class GenerateResult:
     per_partition: list[dict] = field(default_factory=list, repr=False)
 
 
-def _write_day(job: tuple) -> dict:
-    """Generate, encode, maybe damage and write one partition (runs in a worker process)."""
-    out, day, fmt, codec, level, seed, scale, params, damage = job
-    table = _world(seed, scale, params).day(day)
+def _write_day(job: tuple) -> list[dict]:
+    """Generate, encode, maybe damage and write one day's part files (runs in a worker process)."""
+    out, day, fmt, codec, level, seed, scale, params, damage, part_records = job
+    world = _world(seed, scale, params)
+    return [_write_part(out, day, k, table, fmt, codec, level, seed, damage if k == 0 else None)
+            for k, table in enumerate(world.parts(day, part_records))]
+
+
+def _write_part(out: str, day: int, part: int, table: pa.Table, fmt: str, codec: str, level: int, seed: int,
+                damage: tuple[str, int] | None) -> dict:
     date = to_date(day)
-    rel = partition_path(date.year, date.month, date.day, fmt)
-    sync = np.random.default_rng([seed, TAG_SYNC, day]).bytes(16)
+    rel = partition_path(date.year, date.month, date.day, fmt, part)
+    sync = np.random.default_rng([seed, TAG_SYNC, day] + ([part] if part else [])).bytes(16)
     fields = [(n, t) for n, t, _ in RAW_FIELDS]
     enc = avro_file(table, RAW_AVRO_SCHEMA, sync, codec=codec, level=level) if fmt == "avro" \
         else json_gz_file(table, fields, level=level)
@@ -254,9 +244,13 @@ def generate_logs(out: Path, months: int = 1, end: tuple[int, int] | str | None 
                   scale: float = 1.0, seed: int = 0, corrupt: int = 0, progress: bool = False,
                   params: GeneratorParams | None = None, *, start: dt.date | str | None = None,
                   days: int | None = None, workers: int | None = None, codec: str = "deflate",
-                  level: int = 1) -> GenerateResult:
+                  level: int = 1, part_records: int | None = PART_RECORDS) -> GenerateResult:
     """Write daily raw partitions for ``months`` calendar months ending at ``end`` (or ``days`` days
-    from ``start``) under ``out``, with ``_manifest.json`` and, if ``corrupt``, ``_corrupt.json``."""
+    from ``start``) under ``out``, with ``_manifest.json`` and, if ``corrupt``, ``_corrupt.json``.
+
+    A day of more than ``part_records`` records (large scales) is written as several part files,
+    ``part-00000``, ``part-00001``, ..., one at a time, so a worker's memory stays bounded (about
+    150 MB + 3.5 KB per record of one part); ``corrupt`` damages the first part of a chosen day."""
     t0 = time.perf_counter()
     if fmt not in FORMATS:
         raise GeneratorError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
@@ -264,6 +258,8 @@ def generate_logs(out: Path, months: int = 1, end: tuple[int, int] | str | None 
         raise GeneratorError(f"codec must be deflate or null, not {codec!r}")
     if not scale > 0:
         raise GeneratorError(f"scale must be positive, not {scale}")
+    if part_records is not None and part_records < 1:
+        raise GeneratorError(f"part records must be at least 1, not {part_records}")
     params = params or GeneratorParams()
     day_list = _days(months, end, start, days)
     if not 0 <= corrupt <= len(day_list):
@@ -271,45 +267,40 @@ def generate_logs(out: Path, months: int = 1, end: tuple[int, int] | str | None 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     damage = gen_corrupt.choose(seed, len(day_list), corrupt)
-    jobs = [(str(out), d, fmt, codec, level, seed, scale, params, damage.get(i)) for i, d in enumerate(day_list)]
+    jobs = [(str(out), d, fmt, codec, level, seed, scale, params, damage.get(i), part_records)
+            for i, d in enumerate(day_list)]
     workers = workers or (min(2, os.cpu_count() or 1) if len(jobs) >= 8 else 1)
     rows = _run(jobs, workers, progress)
-    result = _finish(out, fmt, codec, seed, scale, day_list, rows, t0)
+    result = _finish(out, fmt, codec, seed, scale, day_list, rows, t0, part_records)
     result.workers = workers
     return result
 
 
 def _run(jobs: list[tuple], workers: int, progress: bool) -> list[dict]:
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(jobs), unit="day", desc="generate", file=sys.stderr,
-               disable=not (progress and sys.stderr.isatty()))
-    rows = []
-    with bar:
+    rows: list[dict] = []
+    with Progress(len(jobs), progress) as bar:
         if workers <= 1:
             for job in jobs:
-                rows.append(_write_day(job))
-                bar.update()
+                rows.extend(bar.done(_write_day(job)))
         else:
             ctx = multiprocessing.get_context("spawn")      # no fork of a process holding Arrow threads
             with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
                 # runs of consecutive days per worker keep its dataset caches warm
                 chunk = max(1, min(7, len(jobs) // (4 * workers)))
-                for row in pool.map(_write_day, jobs, chunksize=chunk):
-                    rows.append(row)
-                    bar.update()
+                for day_rows in pool.map(_write_day, jobs, chunksize=chunk):
+                    rows.extend(bar.done(day_rows))
     return rows
 
 
 def _finish(out: Path, fmt: str, codec: str, seed: int, scale: float, day_list: list[int], rows: list[dict],
-            t0: float) -> GenerateResult:
+            t0: float, part_records: int | None) -> GenerateResult:
     totals = {k: sum(r[k] for r in rows) for k in COUNT_KEYS + ("analysis_ok_bytes", "bytes")}
     corrupt = [CorruptPartition(r["path"], r["damage"]["kind"], r["damage"]["detail"], r["records"])
                for r in rows if r["damage"]]
     manifest = {
         "generator": "smartcache.tasks.generate.task", "format": fmt, "codec": codec if fmt == "avro" else "gzip",
         "seed": seed, "scale": scale, "start": to_date(day_list[0]).isoformat(),
-        "end": to_date(day_list[-1]).isoformat(), "days": len(day_list),
+        "end": to_date(day_list[-1]).isoformat(), "days": len(day_list), "part_records": part_records,
         "categories": "records = analysis_ok + null_size + failed + production",
         "totals": totals, "partitions": [{k: v for k, v in r.items() if k != "damage"} for r in rows],
         "corrupt": [c.path for c in corrupt],
@@ -329,7 +320,11 @@ def _finish(out: Path, fmt: str, codec: str, seed: int, scale: float, day_list: 
 
 def summary(result: GenerateResult) -> str:
     c = result.counts
-    lines = [f"wrote {len(result.partitions)} {result.fmt} partitions ({result.start} .. {result.end}) to {result.out}",
+    days = (result.end - result.start).days + 1
+    files = "" if len(result.partitions) == days else f" in {len(result.partitions)} part files"
+    size = sum(r["bytes"] for r in result.per_partition) / 2**30
+    lines = [f"wrote {days} {result.fmt} partitions{files} ({result.start} .. {result.end}, {size:.2f} GiB) "
+             f"to {result.out}",
              f"records {c['records']:,}: analysis ok {c['analysis_ok']:,}, null size {c['null_size']:,}, "
              f"failed {c['failed']:,}, production {c['production']:,}",
              f"{result.elapsed:.1f} s with {result.workers} worker(s); manifest {result.manifest.name}"]
@@ -349,11 +344,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--start", help="first day YYYY-MM-DD (overrides the month window start)")
     ap.add_argument("--days", type=int, help="number of days from the start")
     ap.add_argument("--workers", type=int)
+    ap.add_argument("--part-records", type=int, default=PART_RECORDS,
+                    help="a day with more records is written as several part files (bounded memory)")
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
     try:
         result = generate_logs(a.out, a.months, a.end, a.fmt, a.scale, a.seed, a.corrupt, not a.no_progress,
-                               start=a.start, days=a.days, workers=a.workers)
+                               start=a.start, days=a.days, workers=a.workers, part_records=a.part_records)
     except SmartcacheError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code

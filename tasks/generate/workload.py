@@ -48,6 +48,9 @@ class Tasks:
     def __len__(self) -> int:
         return len(self.kind)
 
+    def take(self, idx: np.ndarray) -> "Tasks":
+        return Tasks(**{f.name: getattr(self, f.name)[idx] for f in fields(Tasks)})
+
     @staticmethod
     def concat(parts: list["Tasks"]) -> "Tasks":
         return Tasks(**{f.name: np.concatenate([getattr(p, f.name) for p in parts]).astype(np.int64)

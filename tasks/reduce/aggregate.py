@@ -2,7 +2,8 @@
 
 Memory stays bounded for partitions of any size: filtered rows are aggregated into *partials*
 (one row per (site, file) per slice of input, distinct job/user/task ids kept as lists), and the
-partials are merged at the end. Distinct counts stay exact because ids are merged as sets.
+partials are merged at the end -- in memory for a small day, else from disk one site at a time
+(:mod:`.spill`). Distinct counts stay exact because ids are merged as sets.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pyarrow.compute as pc
 
 from smartcache.tasks.common.cms import dataset_from_lfn, site_region, tier_from_dataset, tier_from_lfn
 from smartcache.tasks.common.schema import REDUCED_SCHEMA
+from smartcache.tasks.reduce.spill import Spill
 
 # Drop reasons, in the order the filters apply (a record is counted under the first it fails).
 DROP_REASONS = ("not_analysis", "failed", "no_size", "no_file", "no_site", "other_site")
@@ -194,31 +196,48 @@ def finalize(partial: pa.Table, day: dt.date) -> pa.Table:
 
 
 class Aggregator:
-    """Feed filtered tables; partials are formed every ``slice_rows`` rows and merged when too many."""
+    """Feed filtered tables; partials are formed every ``slice_rows`` rows. While they total at most
+    ``max_partial_rows`` they stay in memory; past that every partial goes to disk split by site
+    (:mod:`.spill`), and the result is merged one site at a time: memory stays bounded by one slice
+    and one site's partials however big the day."""
 
-    def __init__(self, slice_rows: int = 1 << 18, max_partial_rows: int = 4 << 20):
+    def __init__(self, slice_rows: int = 1 << 17, max_partial_rows: int = 1 << 16):
         self.slice_rows, self.max_partial_rows = slice_rows, max_partial_rows
         self.pending: list[pa.Table] = []
         self.pending_rows = 0
         self.partials: list[pa.Table] = []
+        self.spill: Spill | None = None
 
     def add(self, t: pa.Table) -> None:
-        if t.num_rows == 0:
-            return
-        self.pending.append(t)
-        self.pending_rows += t.num_rows
-        if self.pending_rows >= self.slice_rows:
-            self._flush()
+        # slices end at exact row counts, so sums come out bit-identical however the input was batched
+        while t.num_rows:
+            take = min(t.num_rows, self.slice_rows - self.pending_rows)
+            self.pending.append(t.slice(0, take))
+            self.pending_rows += take
+            t = t.slice(take)
+            if self.pending_rows >= self.slice_rows:
+                self._flush()
 
     def _flush(self) -> None:
         if self.pending:
             self.partials.append(partial_aggregate(pa.concat_tables(self.pending)))
             self.pending, self.pending_rows = [], 0
-        if len(self.partials) > 1 and sum(p.num_rows for p in self.partials) > self.max_partial_rows:
-            self.partials = [merge_partials(self.partials)]
+        if self.spill is None and sum(p.num_rows for p in self.partials) > self.max_partial_rows:
+            self.spill = Spill()
+        if self.spill is not None:
+            for p in self.partials:
+                self.spill.add(p)
+            self.partials = []
 
     def result(self, day: dt.date) -> pa.Table:
         self._flush()
+        if self.spill is not None:
+            try:
+                parts = [finalize(merge_partials(tables), day) for _, tables in self.spill.sites()]
+            finally:
+                self.spill.close()
+                self.spill = None
+            return pa.concat_tables(parts) if parts else REDUCED_SCHEMA.empty_table()
         if not self.partials:
             return REDUCED_SCHEMA.empty_table()
         merged = merge_partials(self.partials)   # also sorts a single partial by (site, lfn)

@@ -35,6 +35,7 @@ from smartcache.tasks.reduce.report import (
 
 READ_BYTES = 1 << 20           # compressed bytes read at a time
 OUT_STEP = 64 << 10            # decompressed bytes per zlib call: on damage at most this much output is lost
+IN_STEP = 16 << 10             # compressed bytes fed to the decompressor at a time
 CHUNK_BYTES = 16 << 20         # decompressed bytes parsed at a time
 LEAF_BYTES = 64 << 10          # below this, a rejected piece is parsed line by line
 ARROW_BLOCK = 4 << 20          # Arrow parses blocks of this size in parallel
@@ -80,7 +81,7 @@ class JsonReader:
                 pending = b"".join(pieces)
                 cut = pending.rfind(b"\n") + 1
                 if cut > 0:
-                    yield from self._chunk(pending[:cut])
+                    yield from self._chunk(pending, cut)     # parsed in place: no copy of the chunk
                     pending = pending[cut:]
                 pieces, size = [pending], len(pending)
         pending = b"".join(pieces)
@@ -108,26 +109,30 @@ class JsonReader:
         d = z.decompressobj(31)
         member_start = True
         while data := self.fo.read(READ_BYTES):
-            base = self.consumed
-            self.consumed += len(data)
-            pending = data
-            while pending:
-                if member_start and not pending.strip(b"\0"):
-                    break                         # zero padding after the last member
-                try:
-                    out = d.decompress(pending, OUT_STEP)
-                except z.error as e:
-                    self._gzip_damage(str(e), base + len(data) - len(pending))
-                    return
-                member_start = False
-                if out:
-                    yield out
-                if d.eof:
-                    pending = d.unused_data       # another gzip member follows
-                    d = z.decompressobj(31)
-                    member_start = True
-                else:
-                    pending = d.unconsumed_tail
+            view = memoryview(data)
+            for at in range(0, len(data), IN_STEP):
+                # small input steps: the decompressor's unconsumed tail (copied at every call) stays small
+                piece = view[at:at + IN_STEP]
+                base = self.consumed
+                self.consumed += len(piece)
+                pending = piece
+                while pending:
+                    if member_start and not bytes(pending).strip(b"\0"):
+                        break                         # zero padding after the last member
+                    try:
+                        out = d.decompress(pending, OUT_STEP)
+                    except z.error as e:
+                        self._gzip_damage(str(e), base + len(piece) - len(pending))
+                        return
+                    member_start = False
+                    if out:
+                        yield out
+                    if d.eof:
+                        pending = d.unused_data       # another gzip member follows
+                        d = z.decompressobj(31)
+                        member_start = True
+                    else:
+                        pending = d.unconsumed_tail
         if not member_start:
             self.clean_end = False
             self.report.add(TRUNCATED_GZIP, f"gzip stream ends before its end marker (after {self.consumed} bytes)",
@@ -153,15 +158,17 @@ class JsonReader:
             r.lose(0, LOWER_BOUND)
 
     # -- parsing --------------------------------------------------------------------------------
-    def _chunk(self, chunk: bytes) -> Iterator[pa.RecordBatch]:
+    def _chunk(self, chunk: bytes, end: int | None = None) -> Iterator[pa.RecordBatch]:
+        """Parse ``chunk[:end]`` (whole lines)."""
+        end = len(chunk) if end is None else end
         if not self.sampled:
             self.sampled = True
-            self.slow_all = self._drift_check(chunk)
+            self.slow_all = self._drift_check(chunk[:min(end, 1 << 20)])
         if self.slow_all:
-            yield from self._slow(chunk, 0, len(chunk))
+            yield from self._slow(chunk, 0, end)
             return
         buf = pa.py_buffer(chunk)
-        for table in self._robust(chunk, buf, 0, len(chunk)):
+        for table in self._robust(chunk, buf, 0, end):
             for batch in table.to_batches(max_chunksize=self.batch_size):
                 self.report.records_read += batch.num_rows
                 yield batch

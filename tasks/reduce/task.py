@@ -32,6 +32,7 @@ import datetime as dt
 import hashlib
 import json
 import sys
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,7 @@ import pyarrow.compute as pc
 
 from smartcache.catalog import SmartcacheError, Store, load_config, open_store
 from smartcache.tasks.common.io import file_sha256, write_parquet
+from smartcache.tasks.reduce import nodestats
 from smartcache.tasks.reduce.aggregate import Aggregator, Counts, SiteFilter, filter_batch
 from smartcache.tasks.reduce.readers import (
     DEFAULT_BATCH,
@@ -291,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    started = time.time()
     args = build_parser().parse_args(argv)
     try:
         cfg = load_config()
@@ -318,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{p.path or '-'}")
         for r in res.quarantined:
             print(f"quarantined {'(partial) ' if r.partial else ''}{r.source}: {r.reason}", file=sys.stderr)
+    print(nodestats.line(res, started), file=sys.stderr)      # what this node cost (DAG measurements)
     return 0
 
 
