@@ -26,7 +26,7 @@ from typing import Callable, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from smartcache.tasks.reduce.feedback import KIND, SCHEMA, day_of, describe, partition_dir
+from smartcache.tasks.feedback.partitions import KIND, SCHEMA, day_of, describe, partition_dir
 
 log = logging.getLogger("smartcache.feedback")
 

@@ -102,7 +102,7 @@ class Online:
 
 
 def _registrar(store: Store):
-    from smartcache.tasks.reduce.feedback import KIND
+    from smartcache.tasks.feedback.partitions import KIND
 
     def register(name: str, folder: Path, meta: dict) -> None:
         store.register_dataset(name, KIND, folder.resolve().as_uri(), format="parquet", n_rows=meta["rows"],

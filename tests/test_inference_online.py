@@ -104,7 +104,7 @@ def test_access_route_needs_the_token_and_updates_state_and_feedback(tmp_path, t
     svc = app.extensions["smartcache"]
     assert svc.online.stats()["accesses"] == 50
     svc.close()
-    from smartcache.tasks.reduce.feedback import read_feedback
+    from smartcache.tasks.feedback.partitions import read_feedback
     fb = read_feedback(cfg.data_root / "feedback")
     assert fb.num_rows == 50 and set(fb.column("source").to_pylist()) == {"access"}
     store = open_store(url)
@@ -150,7 +150,7 @@ def test_gunicorn_workers_share_one_state_and_a_clean_stop_loses_no_access(tmp_p
     after SIGTERM every access is in the feedback partitions."""
     from test_inference_serve import http, start_serve, stop_serve
 
-    from smartcache.tasks.reduce.feedback import read_feedback
+    from smartcache.tasks.feedback.partitions import read_feedback
     url, trace, _ = trained
     home = tmp_path / "home"
     home.mkdir(mode=0o700)
