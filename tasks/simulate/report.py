@@ -18,7 +18,9 @@ TABLE_HEADERS = ["site", "policy", "cache", "requests", "hit ratio", "byte hit",
 
 # tab10-like colours, one per policy name; Belady (the bound) is black and dashed
 POLICY_COLORS = {"lru": "#1f77b4", "lfu": "#8c564b", "gdsf": "#2ca02c", "arc": "#9467bd", "s3fifo": "#ff7f0e",
-                 "sieve": "#17becf", "belady": "#000000", "belady-bypass": "#7f7f7f", "model": "#d62728"}
+                 "sieve": "#17becf", "belady": "#000000", "belady-bypass": "#7f7f7f", "model": "#d62728",
+                 # libCacheSim's learned policies (benchmarks/bench_policy.py)
+                 "lrb": "#e7ba52", "glcache": "#8ca252", "3lcache": "#7b4173"}
 MODEL_COLORS = ("#d62728", "#e377c2", "#bcbd22", "#393b79", "#637939", "#843c39")
 OTHER_COLOR = "#7f7f7f"
 
