@@ -53,11 +53,15 @@ def _history(now: float, family: str = "drift", scale: float = 0.3):
 
 
 def _cache_size(ts, lfns, sizes, sites, now: float, fraction: float = CACHE_FRACTION) -> int:
-    """``fraction`` of the working set of what the gate counts: the held-out days (the last fifth of the feedback
-    days, today's opens made here among them)."""
+    """``fraction`` of the working set of what the gate counts: the held-out days, by the retrain's own rule
+    (today's opens made here are among the feedback days)."""
+    from datetime import date, timedelta
+
     from smartcache.tasks.common.trace import make_trace
-    days = sorted({int(t // 86400) for t in ts} | {int(now // 86400)})
-    held = days[-max(1, -(-len(days) // 5))] * 86400
+    from smartcache.tasks.feedback import held_out_day
+    epoch = date(1970, 1, 1)
+    days = [epoch + timedelta(days=int(d)) for d in np.unique(np.append(ts, now) // 86400)]
+    held = (held_out_day(days) - epoch).days * 86400
     past = make_trace(ts, lfns, sizes, sites)
     return int(past.take(past.ts >= held).working_set() * fraction)
 
@@ -115,7 +119,7 @@ def _read(cache: X.Server, lfn: str, size: int) -> bytes:
 def _feedback_of(home: Path, site: str, lfns, since: float, want: int, timeout: float = 60.0):
     """The feedback rows of these files since ``since``, once there are ``want`` of them (the plugin reports
     every second, the service writes every 2 s)."""
-    from smartcache.tasks.reduce.feedback import read_feedback
+    from smartcache.tasks.feedback import read_feedback
     deadline = time.monotonic() + timeout
     while True:
         rows = [r for r in read_feedback(home / "data" / "feedback", site).to_pylist()
