@@ -318,8 +318,10 @@ def demo_files(n: int, size: int, *, era: str = "Run2026A") -> dict[str, int]:
 
 def start_site(root: Path, site: str, *, files: Mapping[str, int] | None = None, plugin: Path | None = None,
                decide_url: str | None = None, reload: float = 5.0, default_admit: bool = False,
-               settings: CacheSettings = CacheSettings(), seed: int = 1) -> dict:
-    """Origin + XCache (+ the decision plugin reading ``<root>/lists/<site>.txt``); writes site.json."""
+               settings: CacheSettings = CacheSettings(), seed: int = 1, token_file: Path | None = None) -> dict:
+    """Origin + XCache (+ the decision plugin reading ``<root>/lists/<site>.txt``, sending the origin's file
+    sizes to ``decide_url`` and, with ``token_file``, reporting the opens it answers itself); writes
+    site.json."""
     from smartcache.tasks.site.plugin import decisionlib_line
     root = Path(root).resolve()
     if (root / SITE_FILE).exists() and stop_site(root, dry_run=True):
@@ -331,12 +333,14 @@ def start_site(root: Path, site: str, *, files: Mapping[str, int] | None = None,
         make_files(root / "origin" / "data", files, seed)
     list_path = root / "lists" / f"{site}.txt"
     list_path.parent.mkdir(exist_ok=True)
-    decision = (decisionlib_line(plugin, list_path=list_path, reload=reload, default=default_admit,
-                                 decide_url=decide_url, site=site) if plugin else None)
     started: list[Server] = []
     try:
         started.append(start_origin(root / "origin", f"{site}-origin"))
         origin = started[0]
+        decision = (decisionlib_line(plugin, list_path=list_path, reload=reload, default=default_admit,
+                                     decide_url=decide_url, site=site, token_file=token_file,
+                                     origin=f"127.0.0.1:{origin.port}" if decide_url or token_file else None)
+                    if plugin else None)
         started.append(start_cache(root / "cache", f"127.0.0.1:{origin.port}", f"{site}-xcache",
                                    settings=settings, decisionlib=decision))
         cache = started[1]
