@@ -100,18 +100,19 @@ class LocalExecutor:
         self.running: dict[str, _Running] = {}
         self._dirty = True
         self._last_write = 0.0
+        self._interrupted = False
 
     # -- public ---------------------------------------------------------------------------
     def run(self) -> Outcome:
         started = time.time()
         main = threading.current_thread() is threading.main_thread()
-        old_term = signal.signal(signal.SIGTERM, _raise_interrupted) if main else None
+        old = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)} if main else {}
         bar = tqdm(total=len(self.order), initial=self._count("done"), unit="node", file=sys.stderr,
                    desc=self.spec.dir.name, disable=not self.progress, dynamic_ncols=True)
         status = "done"
         self._journal = open(journal_path(self.spec.path), "a")
         try:
-            while self._launch_ready() or self.running:
+            while self._go_on():
                 for name, rc in self._wait():
                     self._finished(name, rc)
                     bar.update(1 if self.state[name] == "done" else 0)
@@ -123,11 +124,23 @@ class LocalExecutor:
             status = "cancelled"
             self._stop_all()
         finally:
-            if main:
-                signal.signal(signal.SIGTERM, old_term)
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
             self._journal.close()
             bar.close()
         return self._end(status, started)
+
+    def _on_signal(self, signum, frame) -> None:
+        # Raising stops a wait at once; the flag makes sure the loop stops even when the exception
+        # is swallowed -- a signal landing in Popen's fork runs this inside an at-fork hook, whose
+        # exceptions Python ignores ("Exception ignored in: _releaseLock").
+        self._interrupted = True
+        raise Interrupted()
+
+    def _go_on(self) -> bool:
+        if self._interrupted:
+            raise Interrupted()
+        return self._launch_ready() or bool(self.running)
 
     # -- scheduling -----------------------------------------------------------------------
     def _launch_ready(self) -> bool:
@@ -323,10 +336,6 @@ def _die_with_parent() -> None:
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError):   # already gone: nothing to signal
         os.killpg(proc.pid, sig)    # the node's own session: its children go too
-
-
-def _raise_interrupted(signum, frame) -> None:
-    raise Interrupted()
 
 
 def run_dag(dag_file: Path, **kwargs) -> Outcome:

@@ -94,21 +94,41 @@ def _wait_for_done(dag_file: Path, n: int, proc: subprocess.Popen, timeout: floa
     raise AssertionError("executor made no progress")
 
 
+def _wait_for_no_node(out: Path, timeout: float = 60) -> None:
+    """Until no process runs a node writing to ``out`` (a killed executor's nodes die with it: PDEATHSIG)."""
+    marker = str(out).encode()
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        running = []
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                if marker in proc.joinpath("cmdline").read_bytes():
+                    running.append(proc.name)
+            except OSError:
+                pass                                    # gone meanwhile
+        if not running:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"nodes writing to {out} still running: pids {running}")
+
+
 def test_killed_executor_resumes_with_identical_results(tmp_path):
     clean_out = tmp_path / "clean"
     clean = local.run_dag(write(noop_workflow(clean_out, fan_out=4), tmp_path / "clean_d"), progress=False)
     assert clean.status == "done"
 
-    out = tmp_path / "out"
-    dag_file = write(noop_workflow(out, fan_out=4, sleep=0.2), tmp_path / "d")
+    out, go = tmp_path / "out", tmp_path / "go"
+    # one CPU: first-000 and first-001 finish, then first-002 waits for "go": the kill lands mid-run
+    dag_file = write(noop_workflow(out, fan_out=4, flags={2: ["--wait-for", str(go)]}), tmp_path / "d")
     proc = _start(dag_file)
     _wait_for_done(dag_file, 2, proc)
     proc.kill()                                                            # SIGKILL: no chance to clean up
     proc.wait()
-    time.sleep(0.5)                                  # a node still running would now finish (it must not)
+    go.touch()                                       # a node still running could now finish (it must not)
+    _wait_for_no_node(out)
     done_before = set(dagmod.read_rescue(local.journal_path(dag_file)))
     ran_before = counts(out)
-    assert 2 <= len(done_before) < 5 and "last-000" not in done_before
+    assert done_before == {"first-000", "first-001"}
 
     assert local.run_dag(dag_file, resume=True, progress=False).status == "done"
     assert outputs(out) == outputs(clean_out)
@@ -119,17 +139,19 @@ def test_killed_executor_resumes_with_identical_results(tmp_path):
 
 
 def test_interrupt_writes_rescue_then_resume_completes(tmp_path):
-    out = tmp_path / "out"
-    dag_file = write(noop_workflow(out, fan_out=3, sleep=0.2), tmp_path / "d")
+    out, go = tmp_path / "out", tmp_path / "go"
+    # one CPU: first-000 finishes, then first-001 waits for "go": the interrupt lands mid-run
+    dag_file = write(noop_workflow(out, fan_out=3, flags={1: ["--wait-for", str(go)]}), tmp_path / "d")
     proc = _start(dag_file)
     _wait_for_done(dag_file, 1, proc)
     proc.send_signal(signal.SIGINT)                                        # Ctrl-C
-    assert proc.wait(timeout=30) == 2
+    assert proc.wait(timeout=60) == 2
     assert "cancelled" in proc.stderr.read().decode()
     rescued = dagmod.rescued(dag_file)
-    assert 1 <= len(rescued) < 4
+    assert rescued == {"first-000"}
     state = status.collect(dag_file)
     assert state.exit_code == 2 and not any(n.status == "running" for n in state.nodes)
+    go.touch()
     proc = _start(dag_file, "--resume")
     assert proc.wait(timeout=60) == 0
     assert all(counts(out)[n] == 1 for n in rescued) and counts(out)["last-000"] == 1
