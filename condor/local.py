@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from smartcache.condor import dag as dagmod
 from smartcache.condor import status as st
+from smartcache.condor.progresslines import ProgressLines
 from smartcache.condor.submitdesc import parse_environment, split_args
 
 JOURNAL_SUFFIX = ".local.done"
@@ -89,7 +90,10 @@ class LocalExecutor:
         self.max_cpus = max(1, max_cpus or os.cpu_count() or 1)
         self.on_update = on_update
         self.update_seconds = update_seconds
-        self.progress = sys.stderr.isatty() if progress is None else progress
+        # None: a bar on a terminal, else plain lines (a log shows where the run is); False: silent
+        tty = sys.stderr.isatty()
+        self.progress = tty if progress is None else progress
+        self.lines = progress is None and not tty
         self.order = self.spec.order()
         done = finished_nodes(self.spec.path) if resume else set()
         if not resume:
@@ -109,14 +113,19 @@ class LocalExecutor:
         old = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)} if main else {}
         bar = tqdm(total=len(self.order), initial=self._count("done"), unit="node", file=sys.stderr,
                    desc=self.spec.dir.name, disable=not self.progress, dynamic_ncols=True)
+        lines = ProgressLines(self.spec.dir.name, len(self.order)) if self.lines else None
         status = "done"
         self._journal = open(journal_path(self.spec.path), "a")
         try:
             while self._go_on():
+                ended = []
                 for name, rc in self._wait():
                     self._finished(name, rc)
                     bar.update(1 if self.state[name] == "done" else 0)
+                    ended.append((name, self.state[name]))
                 bar.set_postfix(running=len(self.running), failed=self._count("failed"), refresh=False)
+                if lines is not None:
+                    lines.update({s: self._count(s) for s in ("done", "running", "failed")}, ended)
                 self._publish()
             if self._count("done") < len(self.order):
                 status = "failed"

@@ -179,3 +179,50 @@ def test_nodes_die_with_a_killed_executor(tmp_path):
     if alive:
         os.kill(children[0], signal.SIGKILL)
     assert not alive
+
+
+# -- progress off a terminal ----------------------------------------------------------------------
+def test_off_a_terminal_a_line_says_each_node_that_finishes(tmp_path, capsys):
+    out = tmp_path / "out"
+    dag_file = write(noop_workflow(out, fan_out=3), tmp_path / "d")
+    assert local.run_dag(dag_file).status == "done"            # stderr is captured here: not a terminal
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if " d: " in ln]
+    named = [part.split()[0] for ln in lines for part in ln.split("; ", 1)[1].split(", ")]
+    assert sorted(named) == ["first-000", "first-001", "first-002", "last-000"]   # each once
+    assert lines[-1].endswith("d: 4/4 done, 0 running, 0 failed; last-000 done")
+    assert all(ln[:8].count(":") == 2 for ln in lines)                         # HH:MM:SS first
+
+
+def test_off_a_terminal_failures_and_retries_are_said_and_no_progress_is_silent(tmp_path, capsys):
+    out = tmp_path / "out"
+    wf = noop_workflow(out, fan_out=2, retries=1, flags={1: ["--fail-times", "5"]})
+    dag_file = write(wf, tmp_path / "d")
+    assert local.run_dag(dag_file, max_cpus=1).status == "failed"
+    err = capsys.readouterr().err
+    assert "first-001 retrying" in err and "1 failed; first-001 failed" in err
+    dag_file = write(noop_workflow(tmp_path / "out2", fan_out=2), tmp_path / "d2")
+    assert local.run_dag(dag_file, progress=False).status == "done"
+    assert capsys.readouterr().err == ""
+
+
+def test_progress_lines_beat_every_30_seconds_while_nothing_finishes():
+    import io
+
+    from smartcache.condor.progresslines import ProgressLines
+    now = [0.0]
+    out = io.StringIO()
+    lines = ProgressLines("run 7", 10, stream=out, clock=lambda: now[0])
+    counts = {"done": 2, "running": 3, "failed": 0}
+    now[0] = 29.0
+    assert not lines.update(counts)                      # nothing finished, not 30 s yet
+    now[0] = 30.5
+    assert lines.update(counts)                          # the heartbeat
+    assert not lines.update(counts)
+    assert lines.update({**counts, "done": 3}, [("reduce-1", "done")])       # a node finished: at once
+    many = [(f"n{i}", "done") for i in range(5)]
+    assert lines.update(counts, many)
+    text = out.getvalue().splitlines()
+    assert [ln.split(" ", 1)[1] for ln in text] == [
+        "run 7: 2/10 done, 3 running, 0 failed",
+        "run 7: 3/10 done, 3 running, 0 failed; reduce-1 done",
+        "run 7: 2/10 done, 3 running, 0 failed; n0 done, n1 done, n2 done and 2 more"]

@@ -198,7 +198,7 @@ def test_cli_agent_against_running_cache(xrd_site, site_cli, tmp_path):
                  "--cache-dir", str(s.cache_dir), "--state-dir", str(tmp_path / "st"), "--no-progress", "--json",
                  "--plugin-reload", "0")
     assert r.exit_code == 0, r.output
-    out = json.loads(r.output)
+    out = json.loads(r.stdout)     # stderr may say the catalog was created
     assert out["placement"]["placed"] == 2 and out["dataset"] == f"cache/{SITE}"
     r = site_cli("site", "agent", "--site", "T1_NO_Where", "--cache", s.cache.url)
     assert r.exit_code == 1 and "has no push destination" in r.output
