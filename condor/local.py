@@ -357,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("dag_file", type=Path)
     p.add_argument("--resume", action="store_true", help="redo only the nodes a previous run did not finish")
     p.add_argument("--cpus", type=int, default=None, help="CPUs to use (default: all)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no bar (terminal) or lines (log) of progress")
     a = p.parse_args(argv)
     outcome = run_dag(a.dag_file, resume=a.resume, max_cpus=a.cpus, progress=False if a.no_progress else None)
     print(f"{outcome.status}: {outcome.done}/{outcome.total} nodes done"

@@ -28,7 +28,8 @@ def _run_options(fn: Callable) -> Callable:
                       help="where to run the DAG [default: the configuration's; auto = condor if a "
                            "schedd answers, else local]")(fn)
     fn = click.option("--wait", is_flag=True, help="follow the run until it ends; exit non-zero if it failed")(fn)
-    fn = click.option("--no-progress", is_flag=True, help="no progress bar")(fn)
+    fn = click.option("--no-progress", is_flag=True,
+                      help="no progress (a bar on a terminal, else a line as nodes finish)")(fn)
     return fn
 
 
