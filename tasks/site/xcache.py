@@ -159,13 +159,17 @@ def start_server(name: str, config: Path, log: Path, *, timeout: float = 20.0) -
     ("xrd.port any"); that the server serves is proven by a real XRootD request, because earlier
     lines say 'initialization completed' too and a banner is no promise that requests are answered.
     """
-    cmd = [xrootd_binary(), "-c", str(config), "-l", f"={log}"]
+    # No "-l LOGFILE": with it, xrootd 5.5's log-rotation thread calls mktime() -> getenv("TZ") while the
+    # main thread still setenv()s during configuration, and now and then dies of SIGSEGV on the moved
+    # environment before it logs a line (about 1 start in 100 under load). Without it the server logs
+    # to stderr, which is the log file.
+    cmd = [xrootd_binary(), "-c", str(config)]
     user = run_as_user()
     if user:
         cmd += ["-R", user]
     offset = log.stat().st_size if log.exists() else 0
-    with open(f"{log}.stderr", "ab") as err:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
     server = Server(name, proc.pid, 0, str(config), str(log), proc)
     deadline = time.monotonic() + timeout
     why = f"no port in its log within {timeout:g} s"
@@ -184,7 +188,7 @@ def start_server(name: str, config: Path, log: Path, *, timeout: float = 20.0) -
     if proc.poll() is not None:
         why = f"exited with code {proc.returncode}"
     server.stop(1.0)
-    tail = (_read_from(log, offset) or Path(f"{log}.stderr").read_text(errors="replace"))[-1500:]
+    tail = _read_from(log, offset)[-1500:]
     raise XrootdError(f"{name} did not start ({why}; see {log}):\n{tail}")
 
 
