@@ -8,7 +8,7 @@ need errors or units start quickly.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from smartcache.catalog.config import Config, load_config
 from smartcache.catalog.errors import (AlreadyExists, CatalogError, ConfigError, ErrorCode, Invalid, NotFound,
@@ -32,15 +32,29 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-def open_store(url: str, migrate: bool = False) -> "Store":
-    """Open the catalog at ``url``; with ``migrate`` bring its schema to the newest revision first."""
+def open_store(url: str, migrate: bool = False, on_create: Callable[[str], None] | None = None) -> "Store":
+    """Open the catalog at ``url``; with ``migrate`` bring its schema to the newest revision first.
+
+    ``on_create(where)`` is called when that migration created the catalog in an empty database
+    (``where``: the SQLite file, else the URL without its password), so a command can say so.
+    """
     from smartcache.catalog.store import Store
     store = Store.open(url)
     if migrate:
         from smartcache.catalog.migrate import current_revision, head_revision, upgrade
-        if current_revision(store.engine) != head_revision():
+        current = current_revision(store.engine)
+        if current != head_revision():
             upgrade(store.engine)
+            if current is None and on_create is not None:
+                on_create(_where(store))
     return store
+
+
+def _where(store: "Store") -> str:
+    url = store.engine.url
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        return url.database
+    return url.render_as_string(hide_password=True)
 
 
 __all__ = ["AlreadyExists", "CatalogError", "Config", "ConfigError", "Dataset", "ErrorCode", "Invalid", "Model",

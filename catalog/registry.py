@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -35,6 +35,11 @@ class RegistryMixin:
         links = list(dict.fromkeys((str(role), str(ds)) for role, ds in datasets))
 
         def fn(s: Session) -> R.Model:
+            if s.bind.dialect.name == "postgresql":
+                # Writers of one name take turns to pick its next version (held to the end of this
+                # transaction): racing for it under load could lose every retry. SQLite's BEGIN
+                # IMMEDIATE already serializes writers.
+                s.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"smartcache.model:{name}"})
             version = (s.scalar(select(func.max(ModelRow.version)).where(ModelRow.name == name)) or 0) + 1
             row = ModelRow(name=name, version=version, framework=framework, stage=stage,
                            stage_reason=stage_reason, input_features=list(input_features),

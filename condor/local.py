@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from smartcache.condor import dag as dagmod
 from smartcache.condor import status as st
+from smartcache.condor.progresslines import ProgressLines
 from smartcache.condor.submitdesc import parse_environment, split_args
 
 JOURNAL_SUFFIX = ".local.done"
@@ -89,7 +90,10 @@ class LocalExecutor:
         self.max_cpus = max(1, max_cpus or os.cpu_count() or 1)
         self.on_update = on_update
         self.update_seconds = update_seconds
-        self.progress = sys.stderr.isatty() if progress is None else progress
+        # None: a bar on a terminal, else plain lines (a log shows where the run is); False: silent
+        tty = sys.stderr.isatty()
+        self.progress = tty if progress is None else progress
+        self.lines = progress is None and not tty
         self.order = self.spec.order()
         done = finished_nodes(self.spec.path) if resume else set()
         if not resume:
@@ -100,22 +104,28 @@ class LocalExecutor:
         self.running: dict[str, _Running] = {}
         self._dirty = True
         self._last_write = 0.0
+        self._interrupted = False
 
     # -- public ---------------------------------------------------------------------------
     def run(self) -> Outcome:
         started = time.time()
         main = threading.current_thread() is threading.main_thread()
-        old_term = signal.signal(signal.SIGTERM, _raise_interrupted) if main else None
+        old = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)} if main else {}
         bar = tqdm(total=len(self.order), initial=self._count("done"), unit="node", file=sys.stderr,
                    desc=self.spec.dir.name, disable=not self.progress, dynamic_ncols=True)
+        lines = ProgressLines(self.spec.dir.name, len(self.order)) if self.lines else None
         status = "done"
         self._journal = open(journal_path(self.spec.path), "a")
         try:
-            while self._launch_ready() or self.running:
+            while self._go_on():
+                ended = []
                 for name, rc in self._wait():
                     self._finished(name, rc)
                     bar.update(1 if self.state[name] == "done" else 0)
+                    ended.append((name, self.state[name]))
                 bar.set_postfix(running=len(self.running), failed=self._count("failed"), refresh=False)
+                if lines is not None:
+                    lines.update({s: self._count(s) for s in ("done", "running", "failed")}, ended)
                 self._publish()
             if self._count("done") < len(self.order):
                 status = "failed"
@@ -123,11 +133,23 @@ class LocalExecutor:
             status = "cancelled"
             self._stop_all()
         finally:
-            if main:
-                signal.signal(signal.SIGTERM, old_term)
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
             self._journal.close()
             bar.close()
         return self._end(status, started)
+
+    def _on_signal(self, signum, frame) -> None:
+        # Raising stops a wait at once; the flag makes sure the loop stops even when the exception
+        # is swallowed -- a signal landing in Popen's fork runs this inside an at-fork hook, whose
+        # exceptions Python ignores ("Exception ignored in: _releaseLock").
+        self._interrupted = True
+        raise Interrupted()
+
+    def _go_on(self) -> bool:
+        if self._interrupted:
+            raise Interrupted()
+        return self._launch_ready() or bool(self.running)
 
     # -- scheduling -----------------------------------------------------------------------
     def _launch_ready(self) -> bool:
@@ -325,10 +347,6 @@ def _signal_group(proc: subprocess.Popen, sig: int) -> None:
         os.killpg(proc.pid, sig)    # the node's own session: its children go too
 
 
-def _raise_interrupted(signum, frame) -> None:
-    raise Interrupted()
-
-
 def run_dag(dag_file: Path, **kwargs) -> Outcome:
     """Run (or with ``resume=True`` continue) the DAG in ``dag_file`` locally."""
     return LocalExecutor(dag_file, **kwargs).run()
@@ -339,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("dag_file", type=Path)
     p.add_argument("--resume", action="store_true", help="redo only the nodes a previous run did not finish")
     p.add_argument("--cpus", type=int, default=None, help="CPUs to use (default: all)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no bar (terminal) or lines (log) of progress")
     a = p.parse_args(argv)
     outcome = run_dag(a.dag_file, resume=a.resume, max_cpus=a.cpus, progress=False if a.no_progress else None)
     print(f"{outcome.status}: {outcome.done}/{outcome.total} nodes done"

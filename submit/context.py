@@ -9,42 +9,58 @@ from typing import Any, Callable, Iterable, Sequence
 import click
 
 from smartcache.catalog import Config, SmartcacheError, Store, open_store
+from smartcache.submit.fileerrors import FileError, os_error_line
 
 
 class SmartcacheGroup(click.Group):
-    """Turns every SmartcacheError into one line on stderr and exit code 1, without a traceback."""
+    """Turns every SmartcacheError -- and every OSError a user can cause (a folder that is a file, no
+    permission, a full disk) -- into one line on stderr and exit code 1, without a traceback."""
 
     def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except SmartcacheError as e:
-            raise click.ClickException(str(e)) from e
+        return _one_line_errors(super().invoke, ctx)
 
 
 def user_errors(fn: Callable) -> Callable:
     """The same for one command, so that it also behaves when used outside the main group."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except SmartcacheError as e:
-            raise click.ClickException(str(e)) from e
+        return _one_line_errors(fn, *args, **kwargs)
     return wrapper
+
+
+def _one_line_errors(fn: Callable, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except SmartcacheError as e:
+        raise click.ClickException(str(e)) from e
+    except BrokenPipeError:
+        raise                   # output piped into `head`: click's own handling exits quietly
+    except OSError as e:
+        raise click.ClickException(os_error_line(e)) from e
 
 
 def get_config(ctx: click.Context) -> Config:
     return ctx.find_object(Config)
 
 
-def get_store(ctx: click.Context) -> Store:
-    """One store per command invocation, migrated to the newest schema, closed on exit."""
+def get_store(ctx: click.Context, *, announce_new: bool = True) -> Store:
+    """One store per command invocation, migrated to the newest schema, closed on exit. A catalog
+    this creates is announced on stderr (``init`` says it in its own words)."""
     root = ctx.find_root()
     store = root.meta.get("smartcache.store")
     if store is None:
-        store = open_store(get_config(ctx).catalog_url, migrate=True)
+        url = get_config(ctx).catalog_url
+        try:
+            store = open_store(url, migrate=True, on_create=announce_new_catalog if announce_new else None)
+        except OSError as e:          # e.g. the SQLite file's folder cannot be made
+            raise FileError(os_error_line(e, "cannot open the catalog", url)) from e
         root.meta["smartcache.store"] = store
         root.call_on_close(store.close)
     return store
+
+
+def announce_new_catalog(where: str) -> None:
+    click.echo(f"created a new catalog at {where}", err=True)
 
 
 def echo_json(obj: Any) -> None:

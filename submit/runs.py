@@ -25,6 +25,7 @@ from smartcache.catalog.config import Config
 from smartcache.catalog.errors import Invalid
 from smartcache.condor import dag as dagmod
 from smartcache.condor import local, schedd, status
+from smartcache.condor.progresslines import ProgressLines
 from smartcache.condor.submitdesc import batch_name, config_env
 from smartcache.submit.workflows import Plan, missing_tasks
 
@@ -196,12 +197,16 @@ def _alive(pid_file: Path) -> int | None:
 
 
 def follow(cfg: Config, store: Store, run_id: int, progress: bool | None = None) -> Run:
-    """Poll a run until it ends, with a progress bar; raise :class:`RunFailed` if it did not finish."""
-    progress = sys.stderr.isatty() if progress is None else progress
+    """Poll a run until it ends, with a progress bar on a terminal (plain lines in a log, nothing with
+    ``progress=False``); raise :class:`RunFailed` if it did not finish."""
+    tty = sys.stderr.isatty()
     run, state = refresh(cfg, store, run_id)
-    bar = tqdm(total=state.total if state else 0, unit="node", file=sys.stderr, disable=not progress,
+    total = state.total if state else 0
+    bar = tqdm(total=total, unit="node", file=sys.stderr, disable=not (tty if progress is None else progress),
                desc=f"run {run_id}", dynamic_ncols=True)
+    lines = ProgressLines(f"run {run_id}", total) if progress is None and not tty else None
     shown: set[str] = set()
+    before = {n.node: n.status for n in state.nodes} if state else {}
     try:
         while run.status not in TERMINAL:
             time.sleep(POLL_SECONDS)
@@ -213,6 +218,11 @@ def follow(cfg: Config, store: Store, run_id: int, progress: bool | None = None)
                     if n.status == "held" and n.node not in shown:
                         shown.add(n.node)
                         bar.write(f"{n.node} held: {n.message}", file=sys.stderr)
+                if lines is not None:
+                    ended = [(n.node, n.status) for n in state.nodes
+                             if n.status in ("done", "failed") and before.get(n.node) != n.status]
+                    lines.update(state.counts, ended)
+                before = {n.node: n.status for n in state.nodes}
     finally:
         bar.close()
     return run
@@ -281,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     store = open_store(a.catalog_url)
     try:
-        run = execute_local(store, a.run_id, resume=a.resume, progress=False)
+        run = execute_local(store, a.run_id, resume=a.resume, progress=None)    # lines into local.out
     finally:
         store.close()
     return 0 if run.status == "done" else 1

@@ -18,7 +18,10 @@ The argv each ``python -m smartcache.tasks.<kind>`` node receives (the tasks' ow
 Nodes also get SMARTCACHE_HOME/CATALOG_URL/DATA of the submitter's configuration in their
 environment, so a task that loads the configuration sees the same one under any job user.
 A builder returns a :class:`Plan`: validation and partition discovery happen before a run row
-exists; ``plan.make(run_id)`` gives the workflow once the run id is known.
+exists; ``plan.make(run_id)`` gives the workflow once the run id is known. Given the catalog
+(``store=``), a builder also checks what the nodes will look up there -- the sites score and push
+need, the model score and evaluate read, the feature table -- so that a pipeline fails before it
+reduces months of logs, not at its score node.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import fsspec
 
@@ -37,6 +40,9 @@ from smartcache.catalog.config import Config
 from smartcache.catalog.errors import Invalid, NotFound
 from smartcache.condor.dag import Layer, Workflow
 from smartcache.condor.submitdesc import quote_args
+
+if TYPE_CHECKING:  # pragma: no cover
+    from smartcache.catalog import Store
 
 RETRIES = {"reduce": 2, "features": 1, "train": 1, "evaluate": 1, "score": 1, "push": 2}
 SINGLE = ("train", "evaluate", "score", "push")
@@ -176,18 +182,30 @@ def reduce(cfg: Config, *, months: int, end: str | None = None, source: str | No
                                                           throttle))
 
 
-def single(cfg: Config, kind: str, *, model: str, features: str | None = None, extra: Sequence[str] = ()) -> Plan:
+def single(cfg: Config, kind: str, *, model: str, features: str | None = None, extra: Sequence[str] = (),
+           store: "Store | None" = None) -> Plan:
     """``train``, ``evaluate``, ``score`` or ``push`` on its own."""
     if kind not in SINGLE:
         raise Invalid(f"unknown workflow {kind}")
     _model_layer(cfg, 0, kind, model=model, features=features, extra=extra)      # validate now
+    if store is not None:
+        if kind in ("train", "score"):
+            store.get_dataset(features)          # NotFound names it
+        if kind in ("evaluate", "score"):
+            need_model(store, model)
+        if kind == "score":
+            need_sites(store, extra)
+        if kind == "push":
+            need_placements(store, extra)
     params = {"model": model, "features": features, "extra": list(extra)}
     return Plan(kind, params, lambda run_id: Workflow(kind, run_id, (
         _model_layer(cfg, run_id, kind, model=model, features=features, extra=extra),)))
 
 
 def pipeline(cfg: Config, *, months: int, end: str | None = None, source: str | None = None, chunk: int = 1,
-             model: str = DEFAULT_MODEL) -> Plan:
+             model: str = DEFAULT_MODEL, store: "Store | None" = None) -> Plan:
+    if store is not None:                      # the train node makes the model; score and push need sites
+        need_sites(store, (), push=True)
     red = reduce(cfg, months=months, end=end, source=source, chunk=chunk)
 
     def make(run_id: int) -> Workflow:
@@ -199,6 +217,52 @@ def pipeline(cfg: Config, *, months: int, end: str | None = None, source: str | 
             parent = kind
         return Workflow("pipeline", run_id, tuple(layers), {"reduce": cfg.condor.max_jobs})
     return Plan("pipeline", {**red.params, "model": model}, make)
+
+
+# -- what the nodes will find in the catalog ----------------------------------------------------
+def _named_sites(extra: Sequence[str]) -> list[str]:
+    """The ``--site NAME`` (or ``--site=NAME``) a task is given after ``--``."""
+    names = []
+    for i, arg in enumerate(extra):
+        if arg == "--site" and i + 1 < len(extra):
+            names.append(extra[i + 1])
+        elif arg.startswith("--site="):
+            names.append(arg.split("=", 1)[1])
+    return names
+
+
+def need_sites(store: "Store", extra: Sequence[str], *, push: bool = False) -> None:
+    """The sites the score (and, with ``push``, the push) node will use exist (and have a destination)."""
+    named = _named_sites(extra)
+    sites = [store.get_site(n) for n in named] if named else store.list_sites()
+    if not sites:
+        raise NotFound("no sites in the catalog (the score node needs them): "
+                       "add them with 'smartcache sites add NAME --cache-size SIZE --push URI'")
+    if push:
+        without = [s.name for s in sites if not s.push_uri]
+        if without:
+            raise Invalid(f"site(s) without a push destination: {', '.join(without)}; the push node would fail: "
+                          "set one with 'smartcache sites set NAME --push URI'")
+
+
+def need_model(store: "Store", ref: str) -> None:
+    """``NAME`` or ``NAME:VERSION`` is in the catalog (score and evaluate load it)."""
+    name, sep, version = ref.rpartition(":")
+    if not sep or not version.isdigit():
+        name, version = ref, ""
+    if not store.list_models(name):
+        raise NotFound(f"no model {name} in the catalog: train one first ('smartcache submit train' or "
+                       "'submit pipeline')")
+    if version:
+        store.get_model(name, int(version))          # NotFound names the version
+
+
+def need_placements(store: "Store", extra: Sequence[str]) -> None:
+    """Some placement list exists to push (for the ``--site`` named, if any)."""
+    names = _named_sites(extra) or [s.name for s in store.list_sites()]
+    if not any(store.list_placements(n) for n in names):
+        raise NotFound("no placement lists to push" + (f" for {', '.join(names)}" if names else "")
+                       + ": score first ('smartcache submit score')")
 
 
 def missing_tasks(wf: Workflow) -> list[str]:

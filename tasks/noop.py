@@ -4,7 +4,8 @@
 name followed by the contents of its inputs (so a fan-in's output proves its parents ran first
 and is identical however the DAG was run). Failure on demand: ``--fail-times N --counter FILE``
 fails the first N runs (FILE counts every run, so DAG retries see it succeed later); ``--fail-while
-PATH`` fails while PATH exists (a cause that must be fixed before a resume can succeed).
+PATH`` fails while PATH exists (a cause that must be fixed before a resume can succeed). ``--wait-for PATH``
+blocks until PATH exists: a test's "go", so that it knows the node is still running when it acts.
 With ``--catalog-url`` and ``--run-id`` it also registers its output as dataset ``noop/NAME``.
 """
 
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fail-times", type=int, default=0)
     p.add_argument("--counter", type=Path)
     p.add_argument("--fail-while", type=Path)
+    p.add_argument("--wait-for", type=Path, help="block until this path exists")
     p.add_argument("--trace", type=Path, help="append 'NAME START END' (epoch seconds) to this file")
     p.add_argument("--catalog-url")
     p.add_argument("--run-id", type=int)
@@ -58,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--fail-times needs --counter")
     a.out.mkdir(parents=True, exist_ok=True)
     start = time.time()
+    while a.wait_for is not None and not a.wait_for.exists():
+        time.sleep(0.02)
     if a.sleep:
         time.sleep(a.sleep)
     if a.trace is not None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -51,10 +52,26 @@ def condor_pool(request: pytest.FixtureRequest):
     request.config.stash[STARTED_HERE] = started_here
     try:
         with pool.use_pool_config(root) as env:
+            _wait_schedd_answers()
             yield env
     finally:
         if started_here and os.environ.get("SMARTCACHE_POOL_KEEP") != "1":
             pool.pool_down(root, quiet=True)
+
+
+def _wait_schedd_answers(timeout: float = 60.0) -> None:
+    """Until the schedd answers a job query: the collector listing it (what pool_up waits for) is
+    its ad, not a promise that it takes requests yet."""
+    import htcondor2
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            htcondor2.Schedd().query(constraint="false", projection=["ClusterId"], limit=1)
+            return
+        except htcondor2.HTCondorException as e:
+            if time.monotonic() > deadline:
+                _no_pool(f"the pool's schedd did not answer a query within {timeout:g} s: {e}")
+            time.sleep(0.5)
 
 
 @pytest.fixture

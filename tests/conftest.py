@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
 
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
 
 from smartcache.catalog import open_store
 
@@ -35,7 +37,26 @@ def pg_admin_url():
     url = _pg_admin_url()
     if not url:
         pytest.skip(f"no PostgreSQL server: set {PG_ENV} (tests/run.sh starts one on 127.0.0.1)")
+    _wait_answering(url)
     return url
+
+
+def _wait_answering(url: str, timeout: float = 60.0) -> None:
+    """Until the server answers a query: what proves it serves (not a pid file or a log line)."""
+    engine = create_engine(url)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                with engine.connect() as c:
+                    c.execute(text("SELECT 1"))
+                return
+            except OperationalError as e:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"PostgreSQL at {url} did not answer within {timeout:g} s: {e}")
+                time.sleep(0.2)
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture

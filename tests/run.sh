@@ -13,7 +13,7 @@ WORK=${SMARTCACHE_TEST_WORK:-$ROOT/.ci/work}
 PG_PORT=${SMARTCACHE_TEST_PG_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 log() { printf '[tests/run.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
-debs=(postgresql debootstrap xrootd-server libxrootd-server-dev libxrootd-dev g++ bubblewrap)
+debs=(postgresql debootstrap xrootd-server libxrootd-server-dev libxrootd-dev g++ bubblewrap curl)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
   for p in "${debs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

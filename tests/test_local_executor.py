@@ -94,21 +94,41 @@ def _wait_for_done(dag_file: Path, n: int, proc: subprocess.Popen, timeout: floa
     raise AssertionError("executor made no progress")
 
 
+def _wait_for_no_node(out: Path, timeout: float = 60) -> None:
+    """Until no process runs a node writing to ``out`` (a killed executor's nodes die with it: PDEATHSIG)."""
+    marker = str(out).encode()
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        running = []
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                if marker in proc.joinpath("cmdline").read_bytes():
+                    running.append(proc.name)
+            except OSError:
+                pass                                    # gone meanwhile
+        if not running:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"nodes writing to {out} still running: pids {running}")
+
+
 def test_killed_executor_resumes_with_identical_results(tmp_path):
     clean_out = tmp_path / "clean"
     clean = local.run_dag(write(noop_workflow(clean_out, fan_out=4), tmp_path / "clean_d"), progress=False)
     assert clean.status == "done"
 
-    out = tmp_path / "out"
-    dag_file = write(noop_workflow(out, fan_out=4, sleep=0.2), tmp_path / "d")
+    out, go = tmp_path / "out", tmp_path / "go"
+    # one CPU: first-000 and first-001 finish, then first-002 waits for "go": the kill lands mid-run
+    dag_file = write(noop_workflow(out, fan_out=4, flags={2: ["--wait-for", str(go)]}), tmp_path / "d")
     proc = _start(dag_file)
     _wait_for_done(dag_file, 2, proc)
     proc.kill()                                                            # SIGKILL: no chance to clean up
     proc.wait()
-    time.sleep(0.5)                                  # a node still running would now finish (it must not)
+    go.touch()                                       # a node still running could now finish (it must not)
+    _wait_for_no_node(out)
     done_before = set(dagmod.read_rescue(local.journal_path(dag_file)))
     ran_before = counts(out)
-    assert 2 <= len(done_before) < 5 and "last-000" not in done_before
+    assert done_before == {"first-000", "first-001"}
 
     assert local.run_dag(dag_file, resume=True, progress=False).status == "done"
     assert outputs(out) == outputs(clean_out)
@@ -119,17 +139,19 @@ def test_killed_executor_resumes_with_identical_results(tmp_path):
 
 
 def test_interrupt_writes_rescue_then_resume_completes(tmp_path):
-    out = tmp_path / "out"
-    dag_file = write(noop_workflow(out, fan_out=3, sleep=0.2), tmp_path / "d")
+    out, go = tmp_path / "out", tmp_path / "go"
+    # one CPU: first-000 finishes, then first-001 waits for "go": the interrupt lands mid-run
+    dag_file = write(noop_workflow(out, fan_out=3, flags={1: ["--wait-for", str(go)]}), tmp_path / "d")
     proc = _start(dag_file)
     _wait_for_done(dag_file, 1, proc)
     proc.send_signal(signal.SIGINT)                                        # Ctrl-C
-    assert proc.wait(timeout=30) == 2
+    assert proc.wait(timeout=60) == 2
     assert "cancelled" in proc.stderr.read().decode()
     rescued = dagmod.rescued(dag_file)
-    assert 1 <= len(rescued) < 4
+    assert rescued == {"first-000"}
     state = status.collect(dag_file)
     assert state.exit_code == 2 and not any(n.status == "running" for n in state.nodes)
+    go.touch()
     proc = _start(dag_file, "--resume")
     assert proc.wait(timeout=60) == 0
     assert all(counts(out)[n] == 1 for n in rescued) and counts(out)["last-000"] == 1
@@ -157,3 +179,50 @@ def test_nodes_die_with_a_killed_executor(tmp_path):
     if alive:
         os.kill(children[0], signal.SIGKILL)
     assert not alive
+
+
+# -- progress off a terminal ----------------------------------------------------------------------
+def test_off_a_terminal_a_line_says_each_node_that_finishes(tmp_path, capsys):
+    out = tmp_path / "out"
+    dag_file = write(noop_workflow(out, fan_out=3), tmp_path / "d")
+    assert local.run_dag(dag_file).status == "done"            # stderr is captured here: not a terminal
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if " d: " in ln]
+    named = [part.split()[0] for ln in lines for part in ln.split("; ", 1)[1].split(", ")]
+    assert sorted(named) == ["first-000", "first-001", "first-002", "last-000"]   # each once
+    assert lines[-1].endswith("d: 4/4 done, 0 running, 0 failed; last-000 done")
+    assert all(ln[:8].count(":") == 2 for ln in lines)                         # HH:MM:SS first
+
+
+def test_off_a_terminal_failures_and_retries_are_said_and_no_progress_is_silent(tmp_path, capsys):
+    out = tmp_path / "out"
+    wf = noop_workflow(out, fan_out=2, retries=1, flags={1: ["--fail-times", "5"]})
+    dag_file = write(wf, tmp_path / "d")
+    assert local.run_dag(dag_file, max_cpus=1).status == "failed"
+    err = capsys.readouterr().err
+    assert "first-001 retrying" in err and "1 failed; first-001 failed" in err
+    dag_file = write(noop_workflow(tmp_path / "out2", fan_out=2), tmp_path / "d2")
+    assert local.run_dag(dag_file, progress=False).status == "done"
+    assert capsys.readouterr().err == ""
+
+
+def test_progress_lines_beat_every_30_seconds_while_nothing_finishes():
+    import io
+
+    from smartcache.condor.progresslines import ProgressLines
+    now = [0.0]
+    out = io.StringIO()
+    lines = ProgressLines("run 7", 10, stream=out, clock=lambda: now[0])
+    counts = {"done": 2, "running": 3, "failed": 0}
+    now[0] = 29.0
+    assert not lines.update(counts)                      # nothing finished, not 30 s yet
+    now[0] = 30.5
+    assert lines.update(counts)                          # the heartbeat
+    assert not lines.update(counts)
+    assert lines.update({**counts, "done": 3}, [("reduce-1", "done")])       # a node finished: at once
+    many = [(f"n{i}", "done") for i in range(5)]
+    assert lines.update(counts, many)
+    text = out.getvalue().splitlines()
+    assert [ln.split(" ", 1)[1] for ln in text] == [
+        "run 7: 2/10 done, 3 running, 0 failed",
+        "run 7: 3/10 done, 3 running, 0 failed; reduce-1 done",
+        "run 7: 2/10 done, 3 running, 0 failed; n0 done, n1 done, n2 done and 2 more"]

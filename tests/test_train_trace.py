@@ -36,7 +36,7 @@ def test_train_on_a_trace_then_simulate_it(cli, home, scan_csv):
     until = _day(trace.ts[0] + (trace.ts[-1] - trace.ts[0]) * 2 / 3)
     res = cli("train", "--trace", str(scan_csv), "--name", "scanner", "--until", until, "--json")
     assert res.exit_code == 0, res.output
-    out = json.loads(res.output)
+    out = json.loads(res.stdout)     # stderr says the catalog was created
     assert out["model"] == "scanner:1" and out["stage"] == "staging" and out["until"] == until
     assert out["val_nll"] < out["val_nll_prior"], "it learned something about next reads"
 

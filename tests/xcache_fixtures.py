@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -50,11 +51,13 @@ def require_xrootd() -> None:
 
 class DecideService:
     """GET /decide?site=S&lfn=L -> {"store": bool, ...}; answers from ``answers`` (lfn -> True, False or
-    "slow"), False for anything else; records every question."""
+    "slow"), False for anything else; records every question. A "slow" question is answered (True) only
+    once ``release`` is set: a read that returns before then proves the plugin gave up waiting."""
 
     def __init__(self):
         self.answers: dict[str, object] = {}
         self.asked: list[tuple[str, str]] = []
+        self.release = threading.Event()
         service = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -66,7 +69,7 @@ class DecideService:
                 service.asked.append((q.get("site", ""), q.get("lfn", "")))
                 answer = service.answers.get(q.get("lfn", ""), False)
                 if answer == "slow":
-                    time.sleep(2)
+                    service.release.wait(60)
                     answer = True
                 body = json.dumps({"store": bool(answer), "score": 0.9 if answer else 0.1, "model": "test:1",
                                    "source": "model"}).encode()
@@ -89,6 +92,7 @@ class DecideService:
         self.thread.start()
 
     def stop(self):
+        self.release.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -133,6 +137,12 @@ class XrdSite:
 
     def origin_bytes(self, lfn: str, since: int) -> int:
         return X.origin_traffic(self.origin, since).bytes.get(lfn, 0)
+
+    def declined(self, server: X.Server, lfn: str, since: int) -> bool:
+        """Whether ``server`` declined to cache ``lfn`` at an open after its log byte ``since``: XCache logs
+        the decision when the file is opened, so after this returns True the file is never written."""
+        X.wait_for_log(server, rf"(?m)Attach\(\) decision decline \S*/{re.escape(lfn)}$", since)
+        return True
 
     def expected(self, lfn: str) -> bytes:
         return (self.base / "origin" / "data" / lfn.lstrip("/")).read_bytes()

@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from smartcache.catalog.config import load_config
-from smartcache.catalog.errors import SmartcacheError
+from smartcache.submit.context import user_errors
+from smartcache.submit.fileerrors import check_writable, writing
 from smartcache.tasks.generate.task import FORMATS, PART_RECORDS, generate_logs, summary
 
 
@@ -32,17 +33,17 @@ def generate() -> None:
               help="A day with more records is written as several part files (bounded memory).")
 @click.option("--progress/--no-progress", default=True, help="Progress bar on a terminal.")
 @click.pass_context
+@user_errors
 def logs(ctx: click.Context, months: int, end: str | None, out: Path | None, fmt: str, scale: float, seed: int,
          corrupt: int, workers: int | None, part_records: int, progress: bool) -> None:
     """Write daily partitions year=YYYY/month=M/day=D/part-00000.{avro,json.gz} of JobMonitoring records."""
     if out is None:
         config = ctx.obj if ctx.obj is not None else load_config()     # the main group passes its Config
         out = Path(config.data_root) / "raw"
-    try:
+    check_writable("the raw logs to", out, folder=True)
+    with writing("the raw logs to", out):
         result = generate_logs(out, months, end, fmt, scale, seed, corrupt, progress, workers=workers,
                                part_records=part_records)
-    except SmartcacheError as e:
-        raise click.ClickException(str(e)) from e
     click.echo(summary(result))
 
 
@@ -55,15 +56,13 @@ def logs(ctx: click.Context, months: int, end: str | None, out: Path | None, fmt
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same trace.")
 @click.option("--scale", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
               help="Length multiplier (days, and so requests).")
+@user_errors
 def trace(family: str, out: Path, seed: int, scale: float) -> None:
     """Write a synthetic request trace (timestamp,site,lfn,size) of one family, for simulate and train."""
     from smartcache.tasks.generate.traces import write_trace
-    try:
+    check_writable("the trace", out)
+    with writing("the trace", out):
         tr = write_trace(family, out, seed, scale)
-    except SmartcacheError as e:
-        raise click.ClickException(str(e)) from e
-    except OSError as e:
-        raise click.ClickException(f"cannot write {out}: {e.strerror or e}") from e
     days = (tr.ts[-1] - tr.ts[0]) / 86400 if len(tr) else 0
     click.echo(f"wrote {len(tr):,} requests of {tr.n_obj:,} files at {len(tr.site_names())} site(s) over "
                f"{days:.0f} days to {out}")

@@ -11,6 +11,7 @@ from smartcache.catalog import SmartcacheError, __version__, format_size, load_c
 from smartcache.catalog.config import precreate_catalog, write_default_config
 from smartcache.catalog.migrate import current_revision, head_revision, upgrade
 from smartcache.submit.context import SmartcacheGroup, echo_json, echo_table, get_config, get_store, json_option, when
+from smartcache.submit.fileerrors import check_writable, writing
 
 
 class SizeParam(click.ParamType):
@@ -41,11 +42,14 @@ def cli(ctx: click.Context, home: Path | None) -> None:
 def init(ctx: click.Context) -> None:
     """Create the home folder, a config file with an API token, and the catalog schema."""
     cfg = get_config(ctx)
-    path = write_default_config(cfg.home)     # home 0700, config.toml 0600 from creation
+    check_writable("the smartcache home", cfg.home, folder=True)
+    with writing("the smartcache home", cfg.home):
+        path = write_default_config(cfg.home)     # home 0700, config.toml 0600 from creation
     for d in (cfg.data_root, cfg.runs_dir):
+        check_writable("the data folder", d, folder=True)
         d.mkdir(parents=True, exist_ok=True)
     precreate_catalog(cfg.catalog_url)         # an SQLite catalog 0600 before SQLite creates it
-    revision = upgrade(get_store(ctx).engine)
+    revision = upgrade(get_store(ctx, announce_new=False).engine)
     click.echo(f"home     {cfg.home}")
     click.echo(f"config   {path}")
     click.echo(f"catalog  {cfg.catalog_url} (schema {revision})")

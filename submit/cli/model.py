@@ -8,6 +8,7 @@ import click
 
 from smartcache.catalog import SmartcacheError, format_size
 from smartcache.submit.context import echo_json, echo_table, get_config, get_store, json_option, user_errors
+from smartcache.submit.fileerrors import check_writable, writing
 
 
 @click.command()
@@ -57,7 +58,9 @@ def score(ctx: click.Context, features: str, model: str, sites: tuple[str, ...],
     from smartcache.tasks.score.task import score_sites
     store = get_store(ctx)
     out = out or get_config(ctx).data_root / "placements"
-    lists, stats = score_sites(store, features, model, out, sites=sites, progress=progress)
+    check_writable("placement lists to", out, folder=True)
+    with writing("placement lists to", out):
+        lists, stats = score_sites(store, features, model, out, sites=sites, progress=progress)
     pushed = {}
     if do_push:
         for sl in lists:

@@ -14,6 +14,7 @@ from smartcache.catalog.config import Config
 from smartcache.submit import runs as R
 from smartcache.submit import workflows as W
 from smartcache.submit.context import echo_json, echo_table, get_config, get_store, json_option, when
+from smartcache.submit.fileerrors import check_writable
 
 EXECUTORS = click.Choice(["auto", "local", "condor"])
 
@@ -27,7 +28,8 @@ def _run_options(fn: Callable) -> Callable:
                       help="where to run the DAG [default: the configuration's; auto = condor if a "
                            "schedd answers, else local]")(fn)
     fn = click.option("--wait", is_flag=True, help="follow the run until it ends; exit non-zero if it failed")(fn)
-    fn = click.option("--no-progress", is_flag=True, help="no progress bar")(fn)
+    fn = click.option("--no-progress", is_flag=True,
+                      help="no progress (a bar on a terminal, else a line as nodes finish)")(fn)
     return fn
 
 
@@ -43,6 +45,8 @@ def _month_options(fn: Callable) -> Callable:
 
 def _go(ctx: click.Context, plan: W.Plan, executor: str | None, wait: bool, no_progress: bool) -> None:
     cfg = _cfg(ctx)
+    check_writable("the run's DAG under", cfg.runs_dir, folder=True)
+    check_writable("the run's outputs under", cfg.data_root, folder=True)
     kind = R.choose_executor(executor, cfg)
     store = get_store(ctx)
     run, dag_file = R.create(cfg, store, plan, kind)
@@ -104,7 +108,7 @@ def _single(kind: str) -> click.Command:
     def cmd(ctx, model, features, extra, executor, wait, no_progress):
         if kind in ("train", "score"):
             features = features or _newest_features(ctx)
-        plan = W.single(_cfg(ctx), kind, model=model, features=features, extra=extra)
+        plan = W.single(_cfg(ctx), kind, model=model, features=features, extra=extra, store=get_store(ctx))
         _go(ctx, plan, executor, wait, no_progress)
     cmd.__doc__ = f"Run the {kind} task as a one-node DAG; arguments after -- go to the task."
     return submit.command(kind, context_settings={"ignore_unknown_options": True})(cmd)
@@ -121,7 +125,8 @@ for _kind in W.SINGLE:
 @click.pass_context
 def submit_pipeline(ctx, months, end, source, chunk, model, executor, wait, no_progress):
     """reduce → features → train → evaluate → score → push, in one DAG."""
-    plan = W.pipeline(_cfg(ctx), months=months, end=end, source=source, chunk=chunk, model=model)
+    plan = W.pipeline(_cfg(ctx), months=months, end=end, source=source, chunk=chunk, model=model,
+                      store=get_store(ctx))
     _go(ctx, plan, executor, wait, no_progress)
 
 

@@ -94,7 +94,8 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
     host, port, workers = host or inf.host, inf.port if port is None else port, workers or inf.workers
     make_private_dir(cfg.home)
     precreate_catalog(cfg.catalog_url)
-    open_store(cfg.catalog_url, migrate=True).close()   # schema ready before workers start
+    from smartcache.submit.context import announce_new_catalog
+    open_store(cfg.catalog_url, migrate=True, on_create=announce_new_catalog).close()   # schema ready before workers
     # Before any worker imports prometheus_client: metrics shared by all workers via files.
     prom_dir = tempfile.mkdtemp(prefix="smartcache-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = prom_dir

@@ -10,6 +10,7 @@ import click
 from smartcache.catalog import SmartcacheError, parse_size
 from smartcache.catalog.config import Config
 from smartcache.submit.context import echo_json, get_store, json_option, user_errors
+from smartcache.submit.fileerrors import check_writable, writing
 
 DEFAULT_POLICIES = "lru,lfu,gdsf,arc,s3fifo,belady"  # the same default as smartcache.tasks.simulate.core
 
@@ -74,6 +75,8 @@ def simulate(ctx: click.Context, trace_path: Path, cache_sizes: str, policies: s
         raise SmartcacheError("--threshold must be a number")
     if not trace_path.is_file():
         raise SmartcacheError(f"trace file not found: {trace_path}")
+    if plot:
+        check_writable("the plot", plot)          # before the simulation, not after it
     scorers = {p: load_scorer(get_store(ctx), model_name(p)) for p in wanted if model_name(p)}  # before the long read
     trace = read_trace_csv(trace_path)
     sites = [site] if site else None
@@ -91,7 +94,8 @@ def simulate(ctx: click.Context, trace_path: Path, cache_sizes: str, policies: s
                        count_from=count_from, progress=progress)
     results = results + totals(results)
     if plot:
-        plot_byte_hit_ratio(results, plot, title=trace_path.name)
+        with writing("the plot", plot):
+            plot_byte_hit_ratio(results, plot, title=trace_path.name)
     if as_json:
         gaps = gap_fields(results)
         return echo_json({"trace": str(trace_path), "requests": len(trace), "objects": trace.n_obj,
@@ -155,8 +159,10 @@ def export_trace_cmd(ctx: click.Context, raw: Path | None, reduced: Path | None,
 
     if feedback or feedback_dir:
         return _export_feedback(ctx, feedback_dir, out, site, start, end, as_json, bool(raw or reduced))
-    stats = export_trace(out, raw=raw, reduced=reduced, site=site, months=months, start=start, end=end,
-                         progress=progress)
+    check_writable("the trace", out)
+    with writing("the trace", out):
+        stats = export_trace(out, raw=raw, reduced=reduced, site=site, months=months, start=start, end=end,
+                             progress=progress)
     for line in stats.damaged:
         click.echo(f"warning: partition read in part: {line}", err=True)
     if as_json:
@@ -173,7 +179,9 @@ def _export_feedback(ctx: click.Context, folder: Path | None, out: Path, site: s
         raise SmartcacheError("give one source: --raw, --reduced or --feedback")
     cfg = ctx.find_object(Config) or load_config()
     folder = folder or Path(cfg.data_root) / "feedback"
-    path, rows, _ = export_feedback(out, folder, site=site, first=start, last=end)
+    check_writable("the trace", out)
+    with writing("the trace", out):
+        path, rows, _ = export_feedback(out, folder, site=site, first=start, last=end)
     if as_json:
         return echo_json({"out": str(path), "rows": rows, "source": str(folder), "site": site})
     click.echo(f"wrote {rows} accesses{f' of {site}' if site else ''} from the feedback in {folder} to {path}")

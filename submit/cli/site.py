@@ -10,6 +10,7 @@ import click
 from smartcache.catalog import SmartcacheError, format_size, parse_size
 from smartcache.catalog.errors import Invalid, NotFound
 from smartcache.submit.context import SmartcacheGroup, echo_json, get_config, get_store, json_option
+from smartcache.submit.fileerrors import check_writable
 
 
 def _size(_ctx, _param, value):
@@ -72,8 +73,11 @@ def agent(ctx: click.Context, name: str, list_uri: str | None, cache_url: str | 
     cache_url = cache_url or local.get("cache_url")
     if not cache_url:
         raise Invalid("give --cache root://HOST:PORT (the site's XCache)")
-    result = run_agent(store, name, list_uri, cache_url,
-                       state_dir=state_dir or Path(local.get("state_dir") or _site_dir(ctx, name, site_dir) / "agent"),
+    state_dir = state_dir or Path(local.get("state_dir") or _site_dir(ctx, name, site_dir) / "agent")
+    check_writable("the agent's state to", state_dir, folder=True)
+    if install:
+        check_writable("the list for the plugin to", install)
+    result = run_agent(store, name, list_uri, cache_url, state_dir=state_dir,
                        install_to=install or (Path(local["list_path"]) if local.get("list_path") else None),
                        cache_dir=cache_dir or (Path(local["cache_dir"]) if local.get("cache_dir") else None),
                        concurrency=concurrency, progress=False if no_progress else None,
@@ -120,6 +124,7 @@ def up(ctx: click.Context, name: str, site_dir: Path | None, files: int, file_si
     from smartcache.tasks.site.plugin import build_plugin
     from smartcache.tasks.site.xcache import CacheSettings, demo_files, start_site
     root = _site_dir(ctx, name, site_dir)
+    check_writable("the demo site to", root, folder=True)
     lib = build_plugin(root / "plugin") if plugin else None
     sizes = demo_files(files, file_size) if files else None
     state = start_site(root, name, files=sizes, plugin=lib, decide_url=decide_url, reload=reload,
@@ -172,7 +177,9 @@ def status(ctx: click.Context, name: str, site_dir: Path | None) -> None:
 def build_plugin_cmd(ctx: click.Context, out: Path | None, force: bool) -> None:
     """Compile the XCache decision plugin (needs g++, libxrootd-server-dev, libxrootd-dev)."""
     from smartcache.tasks.site.plugin import build_plugin
-    lib = build_plugin(out or get_config(ctx).home / "plugins", force=force)
+    out = out or get_config(ctx).home / "plugins"
+    check_writable("the plugin to", out, folder=True)
+    lib = build_plugin(out, force=force)
     click.echo(str(lib))
     click.echo(f"XCache config:  pfc.decisionlib {lib} list=/path/to/SITE.txt reload=5 default=0 "
                f"[decide=http://127.0.0.1:8083/decide site=SITE timeout_ms=250 ttl=300 retry=30]", err=True)

@@ -153,27 +153,60 @@ def _is_our_xrootd(pid: int, config: str) -> bool:
 
 
 def start_server(name: str, config: Path, log: Path, *, timeout: float = 20.0) -> Server:
-    """Run ``xrootd -c config`` in its own session and wait for 'initialization completed'."""
-    cmd = [xrootd_binary(), "-c", str(config), "-l", f"={log}"]
+    """Run ``xrootd -c config`` in its own session; return once its port answers a stat of /store.
+
+    The log's final banner ('------ xrootd ...:PORT initialization completed') only gives the port
+    ("xrd.port any"); that the server serves is proven by a real XRootD request, because earlier
+    lines say 'initialization completed' too and a banner is no promise that requests are answered.
+    """
+    # No "-l LOGFILE": with it, xrootd 5.5's log-rotation thread calls mktime() -> getenv("TZ") while the
+    # main thread still setenv()s during configuration, and now and then dies of SIGSEGV on the moved
+    # environment before it logs a line (about 1 start in 100 under load). Without it the server logs
+    # to stderr, which is the log file.
+    cmd = [xrootd_binary(), "-c", str(config)]
     user = run_as_user()
     if user:
         cmd += ["-R", user]
     offset = log.stat().st_size if log.exists() else 0
-    with open(f"{log}.stderr", "ab") as err:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
     server = Server(name, proc.pid, 0, str(config), str(log), proc)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    why = f"no port in its log within {timeout:g} s"
+    while time.monotonic() < deadline and proc.poll() is None:
         m = _READY.search(_read_from(log, offset))
-        if m and m.group(2) == "completed":
+        if m and m.group(2) == "failed":
+            why = "initialization failed"
+            break
+        if m:
             server.port = int(m.group(1))
-            return server
-        if m or proc.poll() is not None:
+            why = wait_serving(server, deadline)
+            if why is None:
+                return server
             break
         time.sleep(0.02)
+    if proc.poll() is not None:
+        why = f"exited with code {proc.returncode}"
     server.stop(1.0)
-    tail = (_read_from(log, offset) or Path(f"{log}.stderr").read_text(errors="replace"))[-1500:]
-    raise XrootdError(f"{name} did not start (see {log}):\n{tail}")
+    tail = _read_from(log, offset)[-1500:]
+    raise XrootdError(f"{name} did not start ({why}; see {log}):\n{tail}")
+
+
+def wait_serving(server: Server, deadline: float) -> str | None:
+    """Stat /store at ``server`` until it answers (None) or ``deadline`` passes / the server exits (why not)."""
+    from smartcache.tasks.site.agent import xrootd_client      # the client, set to fail fast on a dead port
+    fs = xrootd_client().FileSystem(server.url)
+    message = "no answer"
+    while server.alive():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return f"port {server.port} did not answer a stat of /store: {message}"
+        status, _ = fs.stat("/store", timeout=max(1, min(5, int(left))))
+        if status.ok:
+            return None
+        message = status.message.strip()
+        time.sleep(0.05)
+    return "exited before it answered a request"
 
 
 def _read_from(path: Path, offset: int) -> str:
@@ -234,13 +267,14 @@ def make_files(data_dir: Path, sizes: Mapping[str, int], seed: int = 1) -> dict[
     return dict(sizes)
 
 
-def start_origin(root: Path, name: str = "origin", *, trace_reads: bool = True) -> Server:
-    """An origin serving ``root/data/store`` (create files there first, e.g. with :func:`make_files`)."""
+def start_origin(root: Path, name: str = "origin", *, trace_reads: bool = True, port: int | str = "any") -> Server:
+    """An origin serving ``root/data/store`` (create files there first, e.g. with :func:`make_files`);
+    ``port`` a number to come back on the port of a stopped origin."""
     for d in ("data/store", "admin"):
         (root / d).mkdir(parents=True, exist_ok=True)
     cfg = root / "origin.cfg"
     cfg.write_text(render("origin.cfg.in", {
-        "name": name, "port": "any", "data_dir": root / "data", "admin_dir": root / "admin",
+        "name": name, "port": port, "data_dir": root / "data", "admin_dir": root / "admin",
         "trace": "ofs.trace open read close" if trace_reads else ""}))
     give_to_server(root)
     return start_server(name, cfg, root / "origin.log")
