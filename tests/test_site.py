@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from pathlib import Path
 
 import click
@@ -227,3 +228,30 @@ def test_cli_demo_site_up_agent_down(xrd_site, site_cli):
         r = site_cli("site", "down", "--site", "T3_XX_Demo", "--dir", str(base))
     assert "stopped T3_XX_Demo-xcache, T3_XX_Demo-origin" in r.output
     assert not X.Server(**{k: state["cache"][k] for k in ("name", "pid", "port", "config", "log")}).alive()
+
+
+def test_cli_site_up_token_file_needs_the_service(tmp_path, site_cli):
+    token = tmp_path / "token"
+    token.write_text("t0k3n\n")
+    r = site_cli("site", "up", "--site", "T3_XX_Tok", "--dir", str(tmp_path / "s"), "--token-file", str(token))
+    assert r.exit_code == 2 and "--token-file needs the plugin and --decide" in r.output
+    assert not (tmp_path / "s" / "site.json").exists()
+
+
+def test_server_token_is_a_private_copy(tmp_path):
+    # as root the copy goes to the xrootd user, who must reach it: not under pytest's private tmp folders
+    site = Path(tempfile.mkdtemp(prefix="smartcache-token-"))
+    try:
+        site.chmod(0o755)
+        src, dest = tmp_path / "mine", site / "token"
+        src.write_text("  secret-token \n")
+        assert X._server_token(src, dest) == dest
+        assert dest.read_text() == "secret-token\n" and dest.stat().st_mode & 0o777 == 0o600
+        user = X.run_as_user()
+        if user is not None:
+            assert dest.owner() == user
+        (tmp_path / "empty").write_text("\n")
+        with pytest.raises(Invalid, match="is empty"):
+            X._server_token(tmp_path / "empty", dest)
+    finally:
+        shutil.rmtree(site, ignore_errors=True)

@@ -114,12 +114,14 @@ def agent(ctx: click.Context, name: str, list_uri: str | None, cache_url: str | 
 @click.option("--plugin/--no-plugin", default=True, show_default=True, help="Admit by the placement list.")
 @click.option("--decide", "decide_url", help="Ask this inference service about unlisted files, e.g. "
               "http://127.0.0.1:8083.")
+@click.option("--token-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The service's token: the plugin reports the opens it answers itself to /access.")
 @click.option("--reload", type=float, default=5.0, show_default=True, help="Seconds between list checks.")
 @click.option("--register/--no-register", default=True, show_default=True,
               help="Add the site to the catalog (push destination = its list) if it is not there.")
 @click.pass_context
 def up(ctx: click.Context, name: str, site_dir: Path | None, files: int, file_size: int, cache_size: int | None,
-       plugin: bool, decide_url: str | None, reload: float, register: bool) -> None:
+       plugin: bool, decide_url: str | None, token_file: Path | None, reload: float, register: bool) -> None:
     """Start a demo site on 127.0.0.1: an XRootD origin with demo files and an XCache in front of it."""
     from smartcache.tasks.site.plugin import build_plugin
     from smartcache.tasks.site.xcache import CacheSettings, demo_files, start_site
@@ -127,8 +129,10 @@ def up(ctx: click.Context, name: str, site_dir: Path | None, files: int, file_si
     check_writable("the demo site to", root, folder=True)
     lib = build_plugin(root / "plugin") if plugin else None
     sizes = demo_files(files, file_size) if files else None
+    if token_file is not None and not (lib and decide_url):
+        raise click.UsageError("--token-file needs the plugin and --decide (the service to report to)")
     state = start_site(root, name, files=sizes, plugin=lib, decide_url=decide_url, reload=reload,
-                       settings=CacheSettings(cache_bytes=cache_size))
+                       settings=CacheSettings(cache_bytes=cache_size), token_file=token_file)
     click.echo(f"origin    {state['origin_url']}  ({files} demo files under /store/data)")
     click.echo(f"xcache    {state['cache_url']}  data {state['cache_dir']}")
     click.echo(f"list      {state['list_path']}  ({'admits by this list' if lib else 'no plugin: admits all'})")
@@ -182,7 +186,8 @@ def build_plugin_cmd(ctx: click.Context, out: Path | None, force: bool) -> None:
     lib = build_plugin(out, force=force)
     click.echo(str(lib))
     click.echo(f"XCache config:  pfc.decisionlib {lib} list=/path/to/SITE.txt reload=5 default=0 "
-               f"[decide=http://127.0.0.1:8083/decide site=SITE timeout_ms=250 ttl=300 retry=30]", err=True)
+               f"[decide=http://127.0.0.1:8083/decide site=SITE timeout_ms=250 ttl=300 retry=30 "
+               f"origin=ORIGIN:1094 token_file=/path/to/token]", err=True)
 
 
 commands = [site]

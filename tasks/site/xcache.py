@@ -350,6 +350,23 @@ def demo_files(n: int, size: int, *, era: str = "Run2026A") -> dict[str, int]:
             max(1, int(size * rng.uniform(0.5, 1.5))) for i in range(n)}
 
 
+def _server_token(src: Path, dest: Path) -> Path:
+    """A private copy of the service's token that the server user (and no one else) can read: the plugin
+    runs inside XCache, and the user's own token file is usually readable by that user only."""
+    try:
+        token = src.read_text().strip()
+    except OSError as e:
+        raise Invalid(f"cannot read the token file {src}: {e.strerror or e}") from e
+    if not token:
+        raise Invalid(f"the token file {src} is empty")
+    dest.unlink(missing_ok=True)
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    give_to_server(dest)
+    return dest
+
+
 def start_site(root: Path, site: str, *, files: Mapping[str, int] | None = None, plugin: Path | None = None,
                decide_url: str | None = None, reload: float = 5.0, default_admit: bool = False,
                settings: CacheSettings = CacheSettings(), seed: int = 1, token_file: Path | None = None) -> dict:
@@ -367,6 +384,8 @@ def start_site(root: Path, site: str, *, files: Mapping[str, int] | None = None,
         make_files(root / "origin" / "data", files, seed)
     list_path = root / "lists" / f"{site}.txt"
     list_path.parent.mkdir(exist_ok=True)
+    if token_file is not None:
+        token_file = _server_token(Path(token_file), root / "token")
     started: list[Server] = []
     try:
         started.append(start_origin(root / "origin", f"{site}-origin"))
