@@ -196,9 +196,9 @@ class RetrainingScorer:
         a = _bytes_hit(sub, current, held, self.plan.sizes, self.gap_edges)
         b = _bytes_hit(sub, candidate, held, self.plan.sizes, self.gap_edges)
         req = max(int(sub.size[held].sum()), 1)      # bytes requested on the held-out days, at each size
-        ra, rb = a.sum() / (req * len(a)), b.sum() / (req * len(b))
+        ra, rb = float(a.sum() / (req * len(a))), float(b.sum() / (req * len(b)))
         figures = {"bhr_current": round(ra, 5), "bhr_candidate": round(rb, 5), "held_out_rows": int(held.sum()),
-                   "by_size": {str(s): [round(u / req, 5), round(v / req, 5)]
+                   "by_size": {str(s): [round(float(u) / req, 5), round(float(v) / req, 5)]
                                for s, u, v in zip(self.plan.sizes, a, b)}}
         better = bool(b.sum() > a.sum())
         return better, f"held-out byte hit ratio {rb:.4f} {'>' if better else '<='} {ra:.4f}", figures
