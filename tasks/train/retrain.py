@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+import time
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 
@@ -136,7 +137,7 @@ class RetrainingScorer:
 
     # -- one step -----------------------------------------------------------------------------
     def _step(self, trace: Trace, x: np.ndarray, gap: np.ndarray, t: float, cur: _Current, k: int) -> dict:
-        p = self.plan
+        p, t0 = self.plan, time.perf_counter()
         lo = t - p.window if p.window else -np.inf
         past = np.flatnonzero((trace.ts >= lo) & (trace.ts < t))
         if p.gate == "none":
@@ -153,7 +154,7 @@ class RetrainingScorer:
             return _kept(len(train), f"only {len(train)} requests to train on (at least {MIN_ROWS})")
         mask = H.gap_buckets(gap[train], held_from - trace.ts[train])
         fitted, cfg, init = self._fit(x[train], mask, cur)
-        out = {"rows": int(len(train)), "seconds": round(fitted.seconds, 1), "epochs": fitted.epochs_run, **init}
+        out = {"rows": int(len(train)), "epochs": fitted.epochs_run, **init}
         if p.gate == "none":
             better, why = True, "no gate: every refit replaces"
         else:
@@ -166,7 +167,8 @@ class RetrainingScorer:
             weights = WT.from_npz(WT.to_npz(fitted.model, hidden=cfg.hidden, feature_set=FEATURE_SET,
                                             features=ONLINE_FEATURES), ref)
             cur.ref, cur.model, cur.weights, cur.reason = ref, fitted.model, weights, ""
-        return {**out, "decision": "replaced" if better else "kept", "why": why}
+        return {**out, "seconds": round(time.perf_counter() - t0, 1),    # the fits and the gate
+                "decision": "replaced" if better else "kept", "why": why}
 
     def _fit(self, x: np.ndarray, mask: np.ndarray, cur: _Current) -> tuple[NG.NextGapFit, NG.NextGapConfig, dict]:
         """The candidate: fresh, warm-started from the current model, or the better of both (the DAG's)."""
