@@ -48,6 +48,12 @@ def _sizes(text: str) -> list[int]:
                    "counted day (or the model's --until); reported as model:NAME+retrainDURATION beside the frozen one.")
 @click.option("--retrain-window", metavar="DURATION", default="28d", show_default=True,
               help="With --retrain-every: train each time on the requests of this last DURATION ('all' for the whole past).")
+@click.option("--retrain-gate", type=click.Choice(["bhr", "nll", "none"]), default="bhr", show_default=True,
+              help="With --retrain-every: a refit replaces the model only if it beats it on the window's held-out days "
+                   "(bhr: byte hit ratio at the cache sizes; nll: censored log-likelihood); none: always, no hold-out.")
+@click.option("--retrain-start", type=click.Choice(["best", "warm", "fresh"]), default="best", show_default=True,
+              help="With --retrain-every: fit from scratch, warm-started from the current model, or both and keep the "
+                   "lower validation loss (best, as the retrain workflow does).")
 @click.option("--plot", type=click.Path(path_type=Path, dir_okay=False), help="Write a PNG: byte hit ratio vs cache size.")
 @click.option("--per-day", is_flag=True, help="With --json: add per-day metrics.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: when a terminal).")
@@ -56,7 +62,7 @@ def _sizes(text: str) -> list[int]:
 @user_errors
 def simulate(ctx: click.Context, trace_path: Path, cache_sizes: str, policies: str, site: str | None,
              threshold: float | None, from_day: str | None, warmup_days: int, retrain_every: str | None,
-             retrain_window: str, plot: Path | None, per_day: bool, progress: bool | None, as_json: bool) -> None:
+             retrain_window: str, retrain_gate: str, retrain_start: str, plot: Path | None, per_day: bool, progress: bool | None, as_json: bool) -> None:
     """Replay an access trace through cache policies; report hit ratios and WAN traffic."""
     from smartcache.tasks.simulate import window as W
     from smartcache.tasks.simulate.grid import run_grid, totals
@@ -89,7 +95,8 @@ def simulate(ctx: click.Context, trace_path: Path, cache_sizes: str, policies: s
     window = W.describe(replayed, count_from)
     W.check(window, "--from" if first is not None else "--warmup-days")
     if retrain_every:
-        wanted, scorers = _with_retraining(wanted, scorers, retrain_every, count_from, retrain_window)
+        wanted, scorers = _with_retraining(get_store(ctx), wanted, scorers, retrain_every, count_from, retrain_window,
+                                           retrain_gate, retrain_start, sizes)
     results = run_grid(trace, wanted, sizes, sites=sites, scorers=scorers, threshold=threshold,
                        count_from=count_from, progress=progress)
     results = results + totals(results)
@@ -101,18 +108,24 @@ def simulate(ctx: click.Context, trace_path: Path, cache_sizes: str, policies: s
         return echo_json({"trace": str(trace_path), "requests": len(trace), "objects": trace.n_obj,
                           "sites": sorted({r.site for r in results} - {"*"}), "plot": str(plot) if plot else None,
                           "window": window, "gap_closed_definition": GAP_NOTE,
+                          **({"retraining": {p: s.steps for p, s in scorers.items() if hasattr(s, "steps")}}
+                             if retrain_every else {}),
                           "results": [{**r.to_dict(per_day=per_day), **gaps.get((r.site, r.policy, r.cache_size), {})}
                                       for r in results]})
     click.echo(format_table(results))
     click.echo(W.sentence(window))
+    _echo_steps(scorers)
     if plot:
         click.echo(f"plot written to {plot}")
 
 
-def _with_retraining(wanted: list[str], scorers: dict, every_text: str, count_from: float | None,
-                     window_text: str = "all") -> tuple[list[str], dict]:
+def _with_retraining(store, wanted: list[str], scorers: dict, every_text: str, count_from: float | None,
+                     window_text: str, gate: str, start: str, sizes: list[int]) -> tuple[list[str], dict]:
     """Add a retrained twin of every model policy (see tasks/train/retrain.py)."""
-    from smartcache.tasks.train.retrain import RetrainingScorer, parse_every
+    from smartcache.tasks.features.online import ONLINE_FEATURES
+    from smartcache.tasks.train.continued import warm_source
+    from smartcache.tasks.train.retrain import RetrainingScorer, RetrainPlan, parse_every
+    from smartcache.tasks.train.trace import FEATURE_SET
     every = parse_every(every_text)
     window = None if window_text.strip().lower() == "all" else parse_every(window_text)
     models = [p for p in wanted if p in scorers]
@@ -121,13 +134,22 @@ def _with_retraining(wanted: list[str], scorers: dict, every_text: str, count_fr
     out, extra = list(wanted), {}
     for p in models:
         base = scorers[p]
-        start = count_from if count_from is not None else base.params.get("until")
-        if start is None:
+        begin = count_from if count_from is not None else base.params.get("until")
+        if begin is None:
             raise SmartcacheError(f"--retrain-every: give --from DAY (the model {base.ref} records no --until)")
         label = f"{p}+retrain{every_text.strip()}"
-        extra[label] = RetrainingScorer(base, every, float(start), window=window)
+        plan = RetrainPlan(every, float(begin), window=window, init=start, gate=gate, sizes=tuple(sizes))
+        warm = warm_source(store, base.ref, ONLINE_FEATURES, FEATURE_SET) if start != "fresh" else None
+        extra[label] = RetrainingScorer(base, plan, warm=warm)
         out.append(label)
     return out, {**scorers, **extra}
+
+
+def _echo_steps(scorers: dict) -> None:
+    from smartcache.tasks.train.retrain import describe_steps
+    for label, s in scorers.items():
+        if hasattr(s, "steps"):
+            click.echo("\n".join(describe_steps(label, s.steps)))
 
 
 @click.group()
