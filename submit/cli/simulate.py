@@ -62,7 +62,8 @@ def _sizes(text: str) -> list[int]:
 @user_errors
 def simulate(ctx: click.Context, trace_path: Path, cache_sizes: str, policies: str, site: str | None,
              threshold: float | None, from_day: str | None, warmup_days: int, retrain_every: str | None,
-             retrain_window: str, retrain_gate: str, retrain_start: str, plot: Path | None, per_day: bool, progress: bool | None, as_json: bool) -> None:
+             retrain_window: str, retrain_gate: str, retrain_start: str, plot: Path | None, per_day: bool,
+             progress: bool | None, as_json: bool) -> None:
     """Replay an access trace through cache policies; report hit ratios and WAN traffic."""
     from smartcache.tasks.simulate import window as W
     from smartcache.tasks.simulate.grid import run_grid, totals
