@@ -14,6 +14,7 @@ from xcache_fixtures import SITE, cached, on_disk, xrd_site  # noqa: F401  (fixt
 
 from smartcache.catalog import Invalid, load_config, open_store
 from smartcache.tasks.push.task import push_file
+from smartcache.tasks.site import demo as D
 from smartcache.tasks.site import xcache as X
 from smartcache.tasks.site.agent import AgentError, parse_placement_list, place_files, read_pushed_list, run_agent
 from smartcache.tasks.site.contents import scan_cache
@@ -212,7 +213,7 @@ def test_cli_demo_site_up_agent_down(xrd_site, site_cli):
     r = site_cli("site", "up", "--site", "T3_XX_Demo", "--dir", str(base), "--files", "3", "--file-size", "200kB",
                  "--reload", "0.5")
     assert r.exit_code == 0, r.output
-    state = X.load_site(base)
+    state = D.load_site(base)
     try:
         demo = sorted(p for p in (base / "origin" / "data").rglob("*.root"))
         lfns = ["/" + p.relative_to(base / "origin" / "data").as_posix() for p in demo]
@@ -245,13 +246,13 @@ def test_server_token_is_a_private_copy(tmp_path):
         site.chmod(0o755)
         src, dest = tmp_path / "mine", site / "token"
         src.write_text("  secret-token \n")
-        assert X._server_token(src, dest) == dest
+        assert D.server_token(src, dest) == dest
         assert dest.read_text() == "secret-token\n" and dest.stat().st_mode & 0o777 == 0o600
         user = X.run_as_user()
         if user is not None:
             assert dest.owner() == user
         (tmp_path / "empty").write_text("\n")
         with pytest.raises(Invalid, match="is empty"):
-            X._server_token(tmp_path / "empty", dest)
+            D.server_token(tmp_path / "empty", dest)
     finally:
         shutil.rmtree(site, ignore_errors=True)

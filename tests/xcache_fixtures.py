@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from smartcache.tasks.site import demo as D
 from smartcache.tasks.site import xcache as X
 from smartcache.tasks.site.contents import scan_cache
 from smartcache.tasks.site.plugin import build_plugin, decisionlib_line
@@ -221,7 +222,7 @@ def xrd_site():
     finally:
         for s in reversed((site.extra if site else []) + servers):
             s.stop()
-        for state in base.rglob(X.SITE_FILE):      # demo sites a failed test left running
-            X.stop_site(state.parent)
+        for state in base.rglob(D.SITE_FILE):      # demo sites a failed test left running
+            D.stop_site(state.parent)
         service.stop()
         shutil.rmtree(base, ignore_errors=True)

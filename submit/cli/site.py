@@ -27,7 +27,7 @@ def _site_dir(ctx: click.Context, site: str, given: Path | None) -> Path:
 
 
 def _local_state(ctx: click.Context, site: str, given: Path | None) -> dict:
-    from smartcache.tasks.site.xcache import SITE_FILE, load_site
+    from smartcache.tasks.site.demo import SITE_FILE, load_site
     root = _site_dir(ctx, site, given)
     return load_site(root) if (root / SITE_FILE).exists() else {}
 
@@ -124,7 +124,8 @@ def up(ctx: click.Context, name: str, site_dir: Path | None, files: int, file_si
        plugin: bool, decide_url: str | None, token_file: Path | None, reload: float, register: bool) -> None:
     """Start a demo site on 127.0.0.1: an XRootD origin with demo files and an XCache in front of it."""
     from smartcache.tasks.site.plugin import build_plugin
-    from smartcache.tasks.site.xcache import CacheSettings, demo_files, start_site
+    from smartcache.tasks.site.demo import demo_files, start_site
+    from smartcache.tasks.site.xcache import CacheSettings
     root = _site_dir(ctx, name, site_dir)
     check_writable("the demo site to", root, folder=True)
     lib = build_plugin(root / "plugin") if plugin else None
@@ -152,7 +153,7 @@ def up(ctx: click.Context, name: str, site_dir: Path | None, files: int, file_si
 @click.pass_context
 def down(ctx: click.Context, name: str, site_dir: Path | None) -> None:
     """Stop a demo site's XCache and origin."""
-    from smartcache.tasks.site.xcache import stop_site
+    from smartcache.tasks.site.demo import stop_site
     stopped = stop_site(_site_dir(ctx, name, site_dir))
     click.echo(f"stopped {', '.join(stopped)}" if stopped else "nothing was running")
 
@@ -163,7 +164,7 @@ def down(ctx: click.Context, name: str, site_dir: Path | None) -> None:
 @click.pass_context
 def status(ctx: click.Context, name: str, site_dir: Path | None) -> None:
     """Show a demo site's servers and whether they run."""
-    from smartcache.tasks.site.xcache import stop_site
+    from smartcache.tasks.site.demo import stop_site
     state = _local_state(ctx, name, site_dir)
     if not state:
         raise Invalid(f"no demo site {name} at {_site_dir(ctx, name, site_dir)}")

@@ -1,4 +1,5 @@
-"""SITE: what runs at a site -- XRootD origin and XCache (:mod:`.xcache`, configs in ``templates/``),
+"""SITE: what runs at a site -- XRootD origin and XCache (:mod:`.xcache`, configs in ``templates/``;
+a demo site on one machine in :mod:`.demo`),
 the C++ decision plugin (``cpp/``, built by :mod:`.plugin`), the agent that pre-places the pushed list
 (:mod:`.agent`) and the reader of what the cache holds (:mod:`.contents`).
 
