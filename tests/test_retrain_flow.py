@@ -114,11 +114,12 @@ def test_retrain_on_the_pool_and_its_crontab_schedule(condor_pool, condor_tmp_pa
         first = store.list_runs(workflow=RT.WORKFLOW)[0]
         assert (first.status, first.executor, first.params["schedule"]) == ("done", "condor", sched.id)
 
-        # the cron job starts within a minute and submits a fresh retrain DAG of this schedule
+        # the cron job starts within a minute and submits a fresh retrain DAG of this schedule (its run row
+        # exists before the DAG is submitted: wait for the submission, which gives it a cluster id)
         deadline = time.monotonic() + 150
         while time.monotonic() < deadline:
             fired = [r for r in store.list_runs(workflow=RT.WORKFLOW) if r.id != first.id]
-            if fired:
+            if fired and (fired[0].cluster_id or fired[0].status not in ("created", "running")):
                 break
             time.sleep(2)
         assert fired, (Path(sched.dag_dir) / S.FIRED_LOG).read_text()
