@@ -59,13 +59,27 @@ class FeedbackWriter:
                 for t, s, x, z, p in zip(ts, sites, lfns, sizes, scores)]
         with self._lock:
             self._rows.extend(rows)
-            over = len(self._rows) - self.max_buffer
-            if over > 0:
-                del self._rows[:over]
-                self.dropped += over
+            self._bound()
             full = len(self._rows) >= self.flush_rows
         if full:
             self._wake.set()
+
+    def add_row(self, row: tuple) -> None:
+        """One access, as a row of :data:`SCHEMA` (``/decide``'s path: no lists built for one)."""
+        with self._lock:
+            self._rows.append(row)
+            if len(self._rows) > self.max_buffer:
+                self._bound()
+            full = len(self._rows) >= self.flush_rows
+        if full:
+            self._wake.set()
+
+    def _bound(self) -> None:
+        # under self._lock: the oldest rows go first when writing keeps failing
+        over = len(self._rows) - self.max_buffer
+        if over > 0:
+            del self._rows[:over]
+            self.dropped += over
 
     def pending(self) -> int:
         with self._lock:
@@ -109,10 +123,19 @@ class FeedbackWriter:
                 self.flush()
 
     def _write(self, rows: list[tuple]) -> None:
-        table = pa.Table.from_pylist([dict(zip(SCHEMA.names, r)) for r in rows], schema=SCHEMA)
+        # column by column: a dict per row (Table.from_pylist) costs more than the rest of the write
+        cols = list(zip(*rows))
+        table = pa.table([pa.array(c, type=f.type) for c, f in zip(cols, SCHEMA)], schema=SCHEMA)
         groups: dict[tuple[str, str], list[int]] = {}
-        for i, (t, s) in enumerate(zip(table.column("timestamp").to_pylist(), table.column("site").to_pylist())):
-            groups.setdefault((s, day_of(t)), []).append(i)
+        days: dict[int, str] = {}           # day_of depends on the UTC day only: once per day, not per row
+        for i, (t, s) in enumerate(zip(cols[0], cols[1])):
+            d = int(t // 86400.0)
+            day = days.get(d)
+            if day is None or t - 86400.0 * d > 86399.999:
+                day = day_of(t)
+                if t - 86400.0 * d <= 86399.999:     # near midnight, datetime's rounding decides: not kept
+                    days[d] = day
+            groups.setdefault((s, day), []).append(i)
         for (site, day), idx in groups.items():
             folder = partition_dir(self.root, site, day)
             folder.mkdir(parents=True, exist_ok=True)
