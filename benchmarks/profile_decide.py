@@ -1,6 +1,6 @@
 """Where one stateful ``GET /decide`` spends its time, stage by stage, in one worker process.
 
-    python benchmarks/profile_decide.py [--requests 20000] [--cprofile]
+    python benchmarks/profile_decide.py [--requests 20000] [--cprofile] [--stateless]
 
 Builds the home of benchmarks/bench_decide.py (a next-read model in production, no placement list), the
 app the way ``smartcache serve`` builds it in a worker (multiprocess prometheus metrics, the access state,
@@ -8,6 +8,8 @@ the feedback writer), and drives its WSGI callable in process with the opens of 
 HTTP, no gunicorn. Prints the mean cost of each stage of the request (each timed alone, in a loop over
 the same opens, on the live objects, the best of three loops) and of the whole WSGI call; ``--cprofile`` adds the top functions.
 The gap between the WSGI call here and bench_decide.py's HTTP latency is gunicorn plus the socket.
+``--stateless``: the baseline of bench_decide.py instead (no access state, every file on the placement list),
+the WSGI call only.
 """
 
 from __future__ import annotations
@@ -91,12 +93,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=20000)
     ap.add_argument("--cprofile", action="store_true")
+    ap.add_argument("--stateless", action="store_true", help="the stateless baseline: the WSGI call only")
     args = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="profile-decide-"))
     try:
         import bench_decide
         home = work / "home"
         paths = bench_decide.setup(home, quick=True)
+        if args.stateless:
+            bench_decide._list_every_file(home, paths)
+            (home / "config.toml").write_text(f'[inference]\ntoken = "{bench_decide.TOKEN}"\naccess_state = false\n')
         os.environ["SMARTCACHE_HOME"] = str(home)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(work / "prom")     # as `smartcache serve` does
         (work / "prom").mkdir()
@@ -106,8 +112,9 @@ def main(argv: list[str] | None = None) -> int:
         envs = [_environ(p) for p in (paths * (1 + args.requests // len(paths)))[:args.requests]]
         wsgi_loop(app, envs[:2000])                       # warm: model loaded, numba compiled, site cached
         us = min(wsgi_loop(app, envs) for _ in range(3))
-        print(f"WSGI call (fast path, in process): {us:.1f} us per stateful /decide, {args.requests} opens")
-        for label, t in stages(app, paths[:min(len(paths), args.requests)]):
+        kind = "stateless" if args.stateless else "stateful"
+        print(f"WSGI call (fast path, in process): {us:.1f} us per {kind} /decide, {args.requests} opens")
+        for label, t in ([] if args.stateless else stages(app, paths[:min(len(paths), args.requests)])):
             print(f"  {label:34}{t:8.1f} us")
         if args.cprofile:
             prof = cProfile.Profile()
