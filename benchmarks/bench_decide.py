@@ -53,7 +53,7 @@ def in_process(work: Path, n_files: int) -> dict:
         done += 10_000
     t0 = time.perf_counter()
     for i in range(2000):
-        st.observe(site[:1], [f"/store/mc/Bench/P0/MINIAODSIM/v1/0000/{i:09d}.root"], [2.5e9], [ts0 + n_files + i])
+        st.observe_one(site[0], f"/store/mc/Bench/P0/MINIAODSIM/v1/0000/{i:09d}.root", 2.5e9, ts0 + n_files + i)
     t_one = (time.perf_counter() - t0) / 2000
     stats = st.stats()
     t0 = time.perf_counter()
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ip = in_process(work, 200_000 if args.quick else args.files)
         print(f"access state, in process: {ip['batch_us_per_access']:.1f} us per access in batches of 10k, "
-              f"{ip['one_access_us']:.1f} us for one; {ip['bytes_per_tracked_file']:.0f} bytes per tracked file "
+              f"{ip['one_access_us']:.1f} us for one (observe_one, /decide's path); {ip['bytes_per_tracked_file']:.0f} bytes per tracked file "
               f"at this fill ({ip['bytes_per_file_at_max_load']:.0f} at the fill where stale entries go); "
               f"{ip['tracked_files']:,} files: snapshot {ip['snapshot_s']:.2f} s ({ip['snapshot_mb']:.0f} MB), "
               f"restore {ip['restore_s']:.2f} s")
