@@ -8,7 +8,9 @@
    load from benchmarks/loadgen.py cycling through the opens of a generated trace (every query an access:
    the state changes under the load), at 1, 16 and 32 connections: p50/p99 latency and throughput. Baseline,
    same run, same server code: the access state turned off (``[inference] access_state = false``), the
-   same queries answered from the site's placement list -- the stateless /decide as it was.
+   same queries answered from the site's placement list -- the stateless /decide as it was. Also the
+   server's CPU time per request (both workers, from /proc): on a shared, loaded machine the steadier
+   figure of what a request costs.
 Targets (issue 14): p50 <= 1 ms, >= 3,000 req/s on 2 cores, <= 200 bytes per tracked file, a restore of
 1M tracked files in seconds.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -50,7 +53,7 @@ def in_process(work: Path, n_files: int) -> dict:
         done += 10_000
     t0 = time.perf_counter()
     for i in range(2000):
-        st.observe(site[:1], [f"/store/mc/Bench/P0/MINIAODSIM/v1/0000/{i:09d}.root"], [2.5e9], [ts0 + n_files + i])
+        st.observe_one(site[0], f"/store/mc/Bench/P0/MINIAODSIM/v1/0000/{i:09d}.root", 2.5e9, ts0 + n_files + i)
     t_one = (time.perf_counter() - t0) / 2000
     stats = st.stats()
     t0 = time.perf_counter()
@@ -120,6 +123,20 @@ def _list_every_file(home: Path, paths: list[str]) -> None:
     store.close()
 
 
+def server_cpu_s(proc: subprocess.Popen) -> float | None:
+    """CPU seconds used so far by the server's workers (Linux /proc): the cost per request that a shared,
+    loaded machine disturbs far less than req/s."""
+    try:
+        kids = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        total = 0
+        for pid in kids:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])      # utime, stime (clock ticks)
+        return total / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def load(port: int, paths_file: Path, concurrency: int, requests: int) -> dict:
     out = subprocess.run([sys.executable, str(HERE / "loadgen.py"), "--port", str(port), "--method", "GET",
                           "--paths", str(paths_file), "--concurrency", str(concurrency), "--requests", str(requests),
@@ -144,7 +161,10 @@ def http_runs(home: Path, paths: list[str], workers: int, quick: bool) -> dict:
         try:
             for c in (1, 16, 32):
                 n = (2000 if quick else 8000) if c == 1 else (6000 if quick else 30000)
-                results[(label, c)] = load(port, paths_file, c, n)
+                cpu0 = server_cpu_s(proc)
+                results[(label, c)] = r = load(port, paths_file, c, n)
+                cpu1 = server_cpu_s(proc)
+                r["server_cpu_us"] = 1e6 * (cpu1 - cpu0) / r["requests"] if cpu0 is not None and cpu1 else float("nan")
                 log(f"{label} c={c}: {results[(label, c)]}")
         finally:
             proc.terminate()
@@ -162,17 +182,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ip = in_process(work, 200_000 if args.quick else args.files)
         print(f"access state, in process: {ip['batch_us_per_access']:.1f} us per access in batches of 10k, "
-              f"{ip['one_access_us']:.1f} us for one; {ip['bytes_per_tracked_file']:.0f} bytes per tracked file "
+              f"{ip['one_access_us']:.1f} us for one (observe_one, /decide's path); {ip['bytes_per_tracked_file']:.0f} bytes per tracked file "
               f"at this fill ({ip['bytes_per_file_at_max_load']:.0f} at the fill where stale entries go); "
               f"{ip['tracked_files']:,} files: snapshot {ip['snapshot_s']:.2f} s ({ip['snapshot_mb']:.0f} MB), "
               f"restore {ip['restore_s']:.2f} s")
         paths = setup(work / "home", args.quick)
         res = http_runs(work / "home", paths, args.workers, args.quick)
         print(f"\nGET /decide over HTTP, {args.workers} workers, opens of a generated trace cycled:")
-        print(f"{'':28}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>9}{'non-200':>9}")
+        print(f"{'':28}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>9}{'non-200':>9}{'server CPU us/req':>19}")
         for (label, c), r in res.items():
             bad = r["requests"] - r["status"].get("200", 0) + r["errors"]
-            print(f"{label + f' c={c}':28}{r['p50_ms']:9.3f}{r['p99_ms']:9.3f}{r['rps']:9.0f}{bad:9d}")
+            print(f"{label + f' c={c}':28}{r['p50_ms']:9.3f}{r['p99_ms']:9.3f}{r['rps']:9.0f}{bad:9d}"
+                  f"{r['server_cpu_us']:19.0f}")
         for c in (1, 16, 32):
             a, b = res[("stateful", c)], res[("stateless", c)]
             print(f"c={c}: stateful/stateless throughput {a['rps'] / b['rps']:.2f}x, p50 {a['p50_ms'] / b['p50_ms']:.2f}x")

@@ -23,7 +23,6 @@ import math
 import time
 from typing import Any, Mapping
 
-import numpy as np
 from flask import Blueprint, Response, request
 
 from smartcache.catalog.errors import CatalogError, NotFound
@@ -103,17 +102,17 @@ def decide_answer(s: Service, args: Mapping[str, Any], memo: dict | None = None)
     model = _decision_model(s, args, listed.model, site)
     memo = {} if memo is None else memo
     if "features" not in memo:
-        memo["features"] = s.online.observe([site], [lfn], [size], [ts])[0] if s.online is not None else None
+        memo["features"] = s.online.observe_one(site, lfn, size, ts) if s.online is not None else None
     score = listed.scores.get(lfn)
     if score is not None:
         answer = {"store": True, "score": score, "model": listed.model, "source": "list"}
     else:
         answer = _model_answer(s, model, memo["features"], site, lfn, size)
     if s.online is not None and not memo.get("recorded"):
-        s.online.record([ts], [site], [lfn], [size], "decide", [answer["score"]], answer["model"])
+        s.online.record_one(ts, site, lfn, size, "decide", answer["score"], answer["model"])
         memo["recorded"] = True
         s.online.maybe_snapshot()
-    s.metrics.decisions.labels(answer["source"], str(answer["store"]).lower()).inc()
+    s.metrics.count_decision(answer["source"], answer["store"])
     return answer
 
 
@@ -184,9 +183,13 @@ def _next_gap_answer(model: ServingModel, features) -> dict:
         return DEFAULT_ANSWER
     probs = model.predict(features.reshape(1, -1))
     edges = model.params.get("gap_edges") or []
-    if probs.shape[-1] != len(edges) + 1 or not np.isfinite(probs).all():
+    if probs.shape[-1] != len(edges) + 1:
         return DEFAULT_ANSWER
-    p = decide_probability(probs[0], float(model.params.get("decide_horizon_s", DEFAULT_HORIZON_S)), edges)
+    # one row in, one out: as Python floats (exactly the float32 values) it is cheaper to check and sum
+    row = probs[0].tolist()
+    if not all(map(math.isfinite, row)):
+        return DEFAULT_ANSWER
+    p = decide_probability(row, float(model.params.get("decide_horizon_s", DEFAULT_HORIZON_S)), edges)
     return {"store": p >= model.threshold, "score": p, "model": model.ref, "source": "model"}
 
 

@@ -46,6 +46,7 @@ class Metrics:
                                    multiprocess_mode="livesum")
         self._children: dict[tuple[str, str, str], tuple] = {}
         self._rows: dict[str, Any] = {}
+        self._decisions: dict[tuple[str, bool], Any] = {}
 
     def count_rows(self, model: str, n: int) -> None:
         child = self._rows.get(model)
@@ -54,6 +55,15 @@ class Metrics:
             if len(self._rows) < 4096:
                 self._rows[model] = child
         child.inc(n)
+
+    def count_decision(self, source: str, store: bool) -> None:
+        """One /decide answer (label children cached: ``labels()`` costs more than the increment)."""
+        child = self._decisions.get((source, store))
+        if child is None:
+            child = self.decisions.labels(source, str(store).lower())
+            if len(self._decisions) < 64:
+                self._decisions[(source, store)] = child
+        child.inc()
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         """Count one request and its time (label children cached: this runs on every request)."""

@@ -217,18 +217,36 @@ class ModelCache:
 
 
 class DefaultModel:
-    """The default model name that ``POST /params`` sets, shared by every worker via a file."""
+    """The default model name that ``POST /params`` sets, shared by every worker via a file.
 
-    def __init__(self, path: Path):
+    With ``generation`` (the service's shared change counter, read and bumped), :meth:`set` counts a change
+    and :meth:`get` looks at the file only after one: ``/decide`` asks for the default at every request,
+    and a ``stat`` per request cost more than the rest of choosing the model.
+    """
+
+    def __init__(self, path: Path, generation: Any = None):
         self.path = path
+        self.generation = generation
         self._lock = threading.Lock()
         self._stamp: tuple[int, int] | None = None
         self._params: dict[str, Any] = {}
+        self._seen: int | None = None       # the generation the file was last looked at in
 
     def get(self) -> dict[str, Any]:
+        if self.generation is None:
+            return self._read()
+        gen = self.generation.current()     # read before the file: a change during the read looks again
+        if gen != self._seen:
+            params = self._read()
+            self._seen = gen
+            return params
+        return self._params
+
+    def _read(self) -> dict[str, Any]:
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
+            self._params, self._stamp = {}, None
             return {}
         stamp = (st.st_mtime_ns, st.st_size)
         if stamp != self._stamp:
@@ -250,3 +268,5 @@ class DefaultModel:
         with os.fdopen(fd, "w") as fh:
             json.dump(dict(params), fh)
         os.replace(tmp, self.path)   # atomic for readers in other workers
+        if self.generation is not None:
+            self.generation.bump()      # they look at the file before their next answer

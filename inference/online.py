@@ -66,10 +66,20 @@ class Online:
         sz = [DEFAULT_SIZE if s is None else float(s) for s in sizes]
         return self.state.observe(sites, lfns, sz, ts)
 
+    def observe_one(self, site: str, lfn: str, size: float | None, ts: float) -> np.ndarray:
+        """:meth:`observe` of one access (``/decide``: no lists to build): its features ``[N_FEATURES]``."""
+        return self.state.observe_one(site, lfn, DEFAULT_SIZE if size is None else float(size), ts)
+
     def record(self, ts: Sequence[float], sites: Sequence[str], lfns: Sequence[str],
                sizes: Sequence[float | None], source: str, scores: Sequence[float | None] | None = None,
                model: str | None = None) -> None:
         self.feedback.add(ts, sites, lfns, [0 if s is None else int(s) for s in sizes], source, scores, model)
+
+    def record_one(self, ts: float, site: str, lfn: str, size: float | None, source: str,
+                   score: float | None = None, model: str | None = None) -> None:
+        """:meth:`record` of one access, the row as :meth:`record` makes it."""
+        self.feedback.add_row((float(ts), site, lfn, 0 if size is None else int(size), source,
+                               None if score is None else float(score), model))
 
     def maybe_snapshot(self) -> None:
         """Every :data:`SNAPSHOT_SECONDS`, one worker (whichever gets the lock file first) snapshots."""

@@ -49,7 +49,7 @@ class Service:
         self.models = ModelCache(store, config.inference.model_cache_size, self._counted(base_loader),
                                  negative_ttl=max(refresh_seconds, 0.5), stamp=self.generation.current)
         self.placements = PlacementCache(store, negative_ttl=max(refresh_seconds, 0.5))
-        self.default = DefaultModel(config.home / "inference" / "default-model.json")
+        self.default = DefaultModel(config.home / "inference" / "default-model.json", self.generation)
         self.uploader = Uploader(store, self.models, config.inference.max_upload_bytes, convert_timeout,
                                  self.sandbox, self.changed)
         self.online = _online(config, store)

@@ -58,7 +58,7 @@ def decide_probability(probs, horizon: float, edges) -> float:
     """P(read again within ``horizon`` s) of one row of class probabilities: :func:`cdf_at` on one row, in
     plain Python (a request path: vectorised numpy costs ~100 us a call for a single row)."""
     acc, cdf = 0.0, []
-    for p in list(probs)[: len(edges)]:
+    for p in (probs.tolist() if isinstance(probs, np.ndarray) else list(probs))[: len(edges)]:
         acc += float(p)
         cdf.append(min(max(acc, 0.0), 1.0))
     x = float(horizon)
