@@ -93,12 +93,13 @@ def setup(home: Path, quick: bool) -> list[str]:
 
 
 def serve(home: Path, port: int, workers: int) -> subprocess.Popen:
+    """``smartcache serve`` of ``home`` on 127.0.0.1:``port``, returned once ``/healthz`` answers."""
     env = {"SMARTCACHE_HOME": str(home), "PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.Popen([sys.executable, "-m", "smartcache.submit.cli.group", "serve", "--port", str(port),
                              "--workers", str(workers)], env=env, stdout=open(home / "serve.log", "a"),
                             stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 120
     import urllib.request
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:

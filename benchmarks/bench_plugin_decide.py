@@ -29,9 +29,10 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
+
+from bench_decide import serve     # the same service start, waited for by /healthz
 
 HERE = Path(__file__).resolve().parent
 TOKEN = "bench-token-0123456789abcdef"
@@ -78,23 +79,6 @@ def setup_service(home: Path) -> str:
     return site
 
 
-def serve(home: Path, port: int) -> subprocess.Popen:
-    env = {"SMARTCACHE_HOME": str(home), "PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.Popen([sys.executable, "-m", "smartcache.submit.cli.group", "serve", "--host", "127.0.0.1",
-                             "--port", str(port), "--workers", "2"], env=env,
-                            stdout=open(home / "serve.log", "a"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
-                if r.status == 200:
-                    return proc
-        except OSError:
-            time.sleep(0.3)
-    proc.kill()
-    raise SystemExit(f"serve did not start: {(home / 'serve.log').read_text()[-2000:]}")
-
-
 def warm(port: int, site: str) -> None:
     """Each gunicorn worker's first /decide compiles the state's functions (~1 s): not the plugin's cost."""
     for i in range(20):
@@ -130,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         exe = build_harness(work)
         site = setup_service(work / "home")
         port = free_port()
-        proc = serve(work / "home", port)
+        proc = serve(work / "home", port, workers=2)
         warm(port, site)
         prefix = "/store/mc/Bench26/Plugin/AODSIM/v1/0000/f"
         X.make_files(work / "origin" / "data", {f"{prefix}{i}.root": 1000 + i for i in range(args.asks)})
