@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Sequence
-from urllib.parse import unquote, urlsplit
 
 import numpy as np
 import pyarrow as pa
@@ -12,17 +11,13 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from smartcache.catalog.errors import Invalid
+from smartcache.tasks.common.io import local_path as _local_path
 
 DAY_COLUMN = "day"
 
 
 def local_path(uri: str) -> Path:
-    parts = urlsplit(uri)
-    if parts.scheme == "file":
-        return Path(unquote(parts.path))
-    if parts.scheme and len(parts.scheme) > 1:
-        raise Invalid(f"feature table {uri!r}: only local paths and file:// URIs are supported")
-    return Path(uri)
+    return _local_path(uri, "feature table")
 
 
 def open_table(uri: str) -> ds.Dataset:

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Sequence
-from urllib.parse import unquote, urlsplit
 
 from smartcache.catalog import Store
 from smartcache.catalog.errors import Invalid, NotFound
+from smartcache.tasks.common.io import local_path as _local_path
 from smartcache.tasks.feedback.partitions import KIND
 
 DEFAULT_DAYS = 28
@@ -64,13 +64,8 @@ class Window:
 
 
 def local_path(uri: str) -> Path:
-    """A dataset's ``file://`` URI (or plain path) as a path; other schemes are not read here."""
-    parts = urlsplit(uri)
-    if parts.scheme == "file":
-        return Path(unquote(parts.path))
-    if parts.scheme and len(parts.scheme) > 1:
-        raise Invalid(f"feedback at {uri!r}: only local paths and file:// URIs can be read")
-    return Path(uri)
+    """A feedback dataset's ``file://`` URI (or plain path) as a path."""
+    return _local_path(uri, "feedback")
 
 
 def feedback_days(store: Store, site: str | None = None) -> list[FeedbackDay]:

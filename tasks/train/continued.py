@@ -21,6 +21,7 @@ import numpy as np
 
 from smartcache.catalog import Store
 from smartcache.catalog.errors import Invalid, NotFound
+from smartcache.tasks.common.io import local_path
 from smartcache.tasks.train import nextgap as NG
 from smartcache.tasks.train import weights as WT
 
@@ -95,7 +96,7 @@ def trace_node(store: Store, args: argparse.Namespace) -> int:
         until = parse_until(args.until)
     else:
         ds = store.get_dataset(args.trace_dataset)
-        path = _local(ds.uri)
+        path = local_path(ds.uri, "trace")
         if ds.format == "parquet" or path.suffix == ".parquet":
             import pyarrow.parquet as pq
             trace = trace_from_table(pq.read_table(path), source=ds.name)
@@ -112,14 +113,3 @@ def trace_node(store: Store, args: argparse.Namespace) -> int:
     print(json.dumps({"model": model.ref, "stage": model.stage, "trace": source.dataset, **model.metrics},
                      sort_keys=True))
     return 0
-
-
-def _local(uri: str):
-    from pathlib import Path
-    from urllib.parse import unquote, urlsplit
-    parts = urlsplit(uri)
-    if parts.scheme == "file":
-        return Path(unquote(parts.path))
-    if parts.scheme and len(parts.scheme) > 1:
-        raise Invalid(f"trace at {uri!r}: only local paths and file:// URIs can be read")
-    return Path(uri)
