@@ -25,28 +25,17 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import urllib.request
 from pathlib import Path
 
-from bench_decide import serve     # the same service start, waited for by /healthz
+from bench_decide import TOKEN, serve     # the same service start, waited for by /healthz
+from bench_inference import free_port
 
 HERE = Path(__file__).resolve().parent
-TOKEN = "bench-token-0123456789abcdef"
 INCLUDE = "/usr/include/xrootd"
-
-
-def log(msg: str) -> None:
-    print(f"[bench] {msg}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def build_harness(work: Path) -> Path:
